@@ -1,0 +1,102 @@
+package events
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodeErrorsNameTheTopic(t *testing.T) {
+	f := func(decode func([]byte) error, in, wantPrefix string) {
+		t.Helper()
+		err := decode([]byte(in))
+		if err == nil || !strings.HasPrefix(err.Error(), wantPrefix) {
+			t.Errorf("decode(%q) = %v, want an error starting with %q", in, err, wantPrefix)
+		}
+	}
+	usage := func(b []byte) error { _, err := DecodeUsage(b); return err }
+	verdict := func(b []byte) error { _, err := DecodeVerdict(b); return err }
+	spend := func(b []byte) error { _, err := DecodeSpend(b); return err }
+	dispatch := func(b []byte) error { _, err := Decode(b); return err }
+
+	f(usage, ``, "usage.v1: decode: ")
+	f(usage, `{"id":`, "usage.v1: decode: ")
+	f(usage, `{"tokens":{"output":"many"}}`, "usage.v1: decode: ")
+	f(usage, `{} trailing`, "usage.v1: decode: ")
+	f(verdict, `[]`, "verdict.v1: decode: ")
+	f(spend, `{"window_start":"yesterday"}`, "spend.v1: decode: ")
+	f(dispatch, `{"schema":"usage.v9"}`, `events: decode: unknown schema "usage.v9"`)
+	f(dispatch, `{"schema":`, "events: decode: ")
+	f(dispatch, `{"schema":"usage.v1","latency_ms":1.5}`, "usage.v1: decode: ")
+}
+
+func TestDecodeIgnoresUnknownFields(t *testing.T) {
+	in := `{"schema":"spend.v1","subject":"team=a","added_in_v1_7":{"x":[1,2]},"events":2}`
+	got, err := DecodeSpend([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Subject != "team=a" || got.Events != 2 {
+		t.Errorf("DecodeSpend = %+v", got)
+	}
+}
+
+func TestDecodeNormalizes(t *testing.T) {
+	in := `{"schema":"usage.v1","occurred_at":"2025-03-14T10:26:53.5+01:00","attribution":{"tags":{}}}`
+	got, err := DecodeUsage([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := time.Date(2025, 3, 14, 9, 26, 53, 5e8, time.UTC)
+	if got.OccurredAt != want || got.OccurredAt.Location() != time.UTC {
+		t.Errorf("occurred_at = %v, want %v in UTC", got.OccurredAt, want)
+	}
+	if got.Attribution.Tags != nil {
+		t.Errorf("empty tags decoded to %#v, want nil", got.Attribution.Tags)
+	}
+	b, err := DecodeBudgetState([]byte(`{"thresholds_fired":[]}`))
+	if err != nil || b.ThresholdsFired != nil {
+		t.Errorf("empty thresholds_fired decoded to %#v, %v; want nil", b.ThresholdsFired, err)
+	}
+}
+
+func TestDecodeDispatches(t *testing.T) {
+	for _, s := range Schemas() {
+		e, err := Decode([]byte(`{"schema":"` + s.Name + `"}`))
+		if err != nil {
+			t.Fatalf("%s: %v", s.Name, err)
+		}
+		if reflect.TypeOf(e) != s.Type || e.SchemaName() != s.Name {
+			t.Errorf("%s: Decode gave %T", s.Name, e)
+		}
+	}
+}
+
+func TestAppendReusesBuffer(t *testing.T) {
+	u := validUsage()
+	want, err := Encode(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := []byte("prefix:")
+	got, err := Append(buf, &u) // a pointer encodes the same as the value
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "prefix:"+string(want) {
+		t.Errorf("Append = %s", got)
+	}
+}
+
+func TestSchemaJSON(t *testing.T) {
+	for _, s := range Schemas() {
+		b, err := SchemaJSON(s.Name)
+		if err != nil || len(b) == 0 {
+			t.Errorf("SchemaJSON(%q) = %d bytes, %v", s.Name, len(b), err)
+		}
+	}
+	if _, err := SchemaJSON("usage.v0"); err == nil {
+		t.Error("SchemaJSON(usage.v0) succeeded")
+	}
+}

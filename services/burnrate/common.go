@@ -1,0 +1,74 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/burnrate/burnrate/services/config"
+)
+
+// flags every command shares.
+type common struct {
+	configPath string
+	logLevel   string
+}
+
+func newFlagSet(name string, stderr io.Writer, c *common) *flag.FlagSet {
+	fs := flag.NewFlagSet("burnrate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.configPath, "config", os.Getenv("BURNRATE_CONFIG"), "config file (YAML); env BURNRATE_CONFIG; defaults apply when empty")
+	fs.StringVar(&c.logLevel, "log-level", "", "override log.level (debug, info, warn, error)")
+	return fs
+}
+
+// load reads the config file (or the defaults) with env overrides applied.
+func (c common) load() (config.File, error) {
+	if c.configPath == "" {
+		return config.Parse(nil, os.LookupEnv)
+	}
+	return config.Load(c.configPath, os.LookupEnv)
+}
+
+func (c common) logger(f config.File, service string) (*zap.Logger, error) {
+	level := f.Log.Level
+	if c.logLevel != "" {
+		level = c.logLevel
+	}
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	if f.Log.Format == "console" {
+		zc = zap.NewDevelopmentConfig()
+	}
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.OutputPaths = []string{"stderr"}
+	log, err := zc.Build()
+	if err != nil {
+		return nil, fmt.Errorf("logger: %w", err)
+	}
+	host, _ := os.Hostname()
+	return log.With(zap.String("service", service), zap.String("instance", host)), nil
+}
+
+// parseInterspersed lets positional arguments come before flags
+// ("import FILE --out X"), which the flag package alone stops at.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
