@@ -118,7 +118,13 @@ func TestDevStartsAndStopsCleanly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd.Stderr = os.Stderr
+		var logs strings.Builder
+		cmd.Stderr = &logs
+		defer func() {
+			if t.Failed() {
+				t.Logf("burnrate dev logs:\n%s", logs.String())
+			}
+		}()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,9 @@ package prices
 
 import (
 	"math/rand"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"testing"
 
 	"github.com/burnrate/burnrate/schemas/events"
@@ -230,5 +233,20 @@ func BenchmarkPriceUsage(b *testing.B) {
 	}
 	if sink == 0 {
 		b.Fatal("zero cost")
+	}
+}
+
+func TestUnpricedIsCounted(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p := NewPricer(shippedCatalog(t), reg)
+	p.Price(Call{Provider: "openai", Model: "gpt-9"}, events.Tokens{Input: 1})
+	p.Price(Call{Provider: "made-up", Model: "x"}, events.Tokens{Input: 1})
+	p.Price(Call{Provider: "openai", Model: "gpt-4o"}, events.Tokens{Input: 1})
+	if got := testutil.ToFloat64(p.unpriced.WithLabelValues("openai")); got != 1 {
+		t.Errorf("unpriced{openai} = %v", got)
+	}
+	// Providers the catalog does not know share one label value.
+	if got := testutil.ToFloat64(p.unpriced.WithLabelValues("other")); got != 1 {
+		t.Errorf("unpriced{other} = %v", got)
 	}
 }
