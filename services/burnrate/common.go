@@ -72,3 +72,10 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = fs.Args()[1:]
 	}
 }
+
+// defaultsForTools is the config of tools that take no config file.
+func defaultsForTools() config.File {
+	f := config.Default()
+	f.Log.Level = "warn"
+	return f
+}

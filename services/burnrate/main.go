@@ -30,7 +30,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{name: "ingress", summary: "OpenAI/Anthropic-compatible gateway and usage collector", pending: "the Ingress issue"},
+		{name: "ingress", summary: "OpenAI/Anthropic-compatible gateway and usage collector", run: runIngress},
 		{name: "sink", summary: "exactly-once Kafka → ClickHouse writer", pending: "the Sink issue"},
 		{name: "meter", summary: "streaming spend, agent runs and anomalies", pending: "the Meter issue"},
 		{name: "killswitch", summary: "budgets, leases and loop breaker → verdicts", pending: "the Kill-switch issue"},
@@ -38,9 +38,10 @@ func commands() []command {
 		{name: "migrate", summary: "create or upgrade the ClickHouse schema (idempotent)", run: runMigrate},
 		{name: "topics", summary: "create or check the Kafka topics of the catalog (topics ensure|list)", run: runTopics},
 		{name: "dev", summary: "everything on one machine: embedded broker, local ClickHouse", run: runDev},
+		{name: "keys", summary: "virtual key tools (keys hash TOKEN)", run: runKeys},
 		{name: "prices", summary: "price catalog tools (list, quote, import, load)", run: runPrices},
 		{name: "loadgen", summary: "open-loop HTTP load generator", pending: "the Ingress issue"},
-		{name: "mock-upstream", summary: "mock OpenAI/Anthropic upstream for demos and benchmarks", pending: "the Ingress issue"},
+		{name: "mock-upstream", summary: "mock OpenAI/Anthropic upstream for demos and benchmarks", run: runMockUpstream},
 		{name: "report", summary: "chargeback and showback from ClickHouse", pending: "the demo and reports issue"},
 		{name: "version", summary: "print the version", run: func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			fmt.Fprintf(stdout, "burnrate %s\n", Version)

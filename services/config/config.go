@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/burnrate/burnrate/schemas/clickhouse"
+	"github.com/burnrate/burnrate/services/ingress"
 	"github.com/burnrate/burnrate/streams/kclient"
 )
 
@@ -29,6 +30,7 @@ type File struct {
 	Log        Log               `yaml:"log"`
 	Metrics    Metrics           `yaml:"metrics"`
 	Prices     Prices            `yaml:"prices"`
+	Ingress    ingress.Config    `yaml:"ingress"`
 }
 
 // Log configures zap.
@@ -62,6 +64,7 @@ func Default() File {
 		Log:        Log{Level: "info", Format: "json"},
 		Metrics:    Metrics{Listen: "127.0.0.1:9464"},
 		Prices:     Prices{ReloadInterval: 10 * time.Second},
+		Ingress:    ingress.DefaultConfig(),
 	}
 }
 
@@ -78,6 +81,7 @@ func (f File) Validate() error {
 	}
 	section("kafka", f.Kafka.Validate())
 	section("clickhouse", f.ClickHouse.Validate())
+	section("ingress", f.Ingress.Validate())
 	switch f.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -135,6 +139,7 @@ func EnvOverrides() []Env {
 		{"BURNRATE_CLICKHOUSE_USERNAME", "clickhouse.username", "ClickHouse user", func(f *File, v string) { f.ClickHouse.Username = v }},
 		{"BURNRATE_CLICKHOUSE_PASSWORD", "clickhouse.password", "ClickHouse password (secret)", func(f *File, v string) { f.ClickHouse.Password = v }},
 		{"BURNRATE_METRICS_LISTEN", "metrics.listen", "address of /metrics", func(f *File, v string) { f.Metrics.Listen = v }},
+		{"BURNRATE_INGRESS_LISTEN", "ingress.listen", "gateway address", func(f *File, v string) { f.Ingress.Listen = v }},
 	}
 }
 

@@ -269,6 +269,9 @@ func (s *AnthropicStream) apply(raw []byte, kind string) error {
 		fieldCheck{"cache_creation.ephemeral_5m_input_tokens", s.write5m}, fieldCheck{"cache_creation.ephemeral_1h_input_tokens", s.write1h})
 }
 
+// Seen reports whether any usage has been applied.
+func (s *AnthropicStream) Seen() bool { return s.seen }
+
 // Tokens returns the normalised counts so far.
 func (s *AnthropicStream) Tokens() (events.Tokens, error) {
 	t := events.Tokens{Input: s.input, CachedInput: s.cacheRead, Output: s.output, CacheWrite5m: s.cacheWrite}
