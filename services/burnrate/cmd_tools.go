@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/burnrate/burnrate/services/loadgen"
 	"github.com/burnrate/burnrate/services/mockupstream"
 )
 
@@ -19,4 +20,13 @@ func runMockUpstream(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	defer log.Sync()
 	return mockupstream.Run(ctx, cfg, log)
+}
+
+func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadgen.ParseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	_, err = loadgen.Run(ctx, cfg, stdout)
+	return err
 }

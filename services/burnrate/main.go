@@ -40,7 +40,7 @@ func commands() []command {
 		{name: "dev", summary: "everything on one machine: embedded broker, local ClickHouse", run: runDev},
 		{name: "keys", summary: "virtual key tools (keys hash TOKEN)", run: runKeys},
 		{name: "prices", summary: "price catalog tools (list, quote, import, load)", run: runPrices},
-		{name: "loadgen", summary: "open-loop HTTP load generator", pending: "the Ingress issue"},
+		{name: "loadgen", summary: "open-loop HTTP load generator", run: runLoadgen},
 		{name: "mock-upstream", summary: "mock OpenAI/Anthropic upstream for demos and benchmarks", run: runMockUpstream},
 		{name: "report", summary: "chargeback and showback from ClickHouse", pending: "the demo and reports issue"},
 		{name: "version", summary: "print the version", run: func(_ context.Context, _ []string, stdout, _ io.Writer) error {

@@ -91,8 +91,8 @@ type mockTransport struct {
 	mu      sync.Mutex
 	headers map[string]string
 	// only, when set, limits the headers to URLs containing it.
-	only string
-	seen []*http.Request
+	only   string
+	seen   []*http.Request
 	bodies []string
 }
 
@@ -133,7 +133,7 @@ func (m *mockTransport) lastRequest() (*http.Request, string) {
 }
 
 type rig struct {
-	tr *mockTransport
+	tr       *mockTransport
 	gw       *Gateway
 	srv      *httptest.Server
 	upstream *httptest.Server

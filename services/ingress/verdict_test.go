@@ -31,13 +31,13 @@ func TestBlockVerdictGives429AndStillEmits(t *testing.T) {
 	}
 	var body struct {
 		Error struct {
-			Type      string `json:"type"`
-			Subject   string `json:"subject"`
-			Reason    string `json:"reason"`
-			Limit     int64  `json:"limit_nano_usd"`
-			Spent     int64  `json:"spent_nano_usd"`
-			ResetsAt  string `json:"resets_at"`
-			Message   string `json:"message"`
+			Type     string `json:"type"`
+			Subject  string `json:"subject"`
+			Reason   string `json:"reason"`
+			Limit    int64  `json:"limit_nano_usd"`
+			Spent    int64  `json:"spent_nano_usd"`
+			ResetsAt string `json:"resets_at"`
+			Message  string `json:"message"`
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(b, &body); err != nil {
