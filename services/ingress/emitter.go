@@ -79,7 +79,7 @@ func NewKafkaEmitter(d EmitterDeps) *KafkaEmitter {
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}
-	e := &KafkaEmitter{cl: d.Producer, topic: d.Topic, spool: d.Spool, dropFull: d.DropWhenFull, log: d.Log, maxBuffered: 50_000,
+	e := &KafkaEmitter{cl: d.Producer, topic: d.Topic, spool: d.Spool, dropFull: d.DropWhenFull, log: d.Log, maxBuffered: 20_000,
 		produced:      c("burnrate_ingress_events_produced_total", "Usage events acknowledged by Kafka."),
 		spooled:       c("burnrate_ingress_events_spooled_total", "Usage events written to the on-disk spool."),
 		replayed:      c("burnrate_ingress_events_replayed_total", "Spooled usage events produced to Kafka."),
@@ -109,11 +109,23 @@ func (e *KafkaEmitter) Emit(u *events.Usage) error {
 		return fmt.Errorf("emit: encode %s: %w", u.ID, err)
 	}
 	rec := &kgo.Record{Topic: e.topic, Key: recordKey(u), Value: value}
-	if !e.spooling.Load() && e.cl.BufferedProduceRecords() < e.maxBuffered {
+	if !e.spooling.Load() {
+		if e.cl.BufferedProduceRecords() < e.maxBuffered {
+			e.cl.TryProduce(context.Background(), rec, e.promise)
+			return nil
+		}
+		e.startSpooling("producer buffer full")
+	}
+	e.mu.Lock()
+	if !e.spooling.Load() {
+		// The replayer drained the spool and switched back meanwhile.
+		e.mu.Unlock()
 		e.cl.TryProduce(context.Background(), rec, e.promise)
 		return nil
 	}
-	return e.toSpool(rec.Key, rec.Value)
+	err = e.appendLocked(rec.Key, rec.Value)
+	e.mu.Unlock()
+	return err
 }
 
 // promise runs on the client's promise goroutine.
@@ -135,6 +147,11 @@ func (e *KafkaEmitter) promise(r *kgo.Record, err error) {
 func (e *KafkaEmitter) toSpool(key, value []byte) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.appendLocked(key, value)
+}
+
+// appendLocked writes one record to the spool; e.mu is held.
+func (e *KafkaEmitter) appendLocked(key, value []byte) error {
 	if err := e.spool.Append(spool.Record{Key: key, Value: value}); err != nil {
 		if errors.Is(err, spool.ErrFull) {
 			e.full.Store(true)

@@ -21,6 +21,15 @@ type Metrics struct {
 	emitErrors   prometheus.Counter
 	collected    prometheus.Counter
 	collectDupes prometheus.Counter
+
+	// Children resolved once, so a call does no label lookups.
+	tokenCat [6]prometheus.Counter
+	perEP    map[string]*epMetrics
+}
+
+type epMetrics struct {
+	added, upstream prometheus.Observer
+	byStatus        map[events.Status]prometheus.Counter
 }
 
 // NewMetrics registers the gateway metrics on reg (nil: unregistered).
@@ -53,21 +62,37 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 		collectDupes: prometheus.NewCounter(prometheus.CounterOpts{Name: "burnrate_collector_duplicates_total",
 			Help: "Collector events skipped because their id was seen recently."}),
 	}
+	for i, c := range tokenCategories {
+		m.tokenCat[i] = m.tokens.WithLabelValues(c)
+	}
+	m.perEP = map[string]*epMetrics{}
+	for _, ep := range endpoints {
+		e := &epMetrics{added: m.added.WithLabelValues(ep.name), upstream: m.upstream.WithLabelValues(ep.name), byStatus: map[events.Status]prometheus.Counter{}}
+		for _, st := range []events.Status{events.StatusOK, events.StatusUpstreamError, events.StatusBlocked, events.StatusDowngraded, events.StatusCached} {
+			e.byStatus[st] = m.requests.WithLabelValues(ep.name, string(st))
+		}
+		m.perEP[ep.name] = e
+	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.tokens, m.cost, m.blocked, m.rejected, m.fallbacks, m.added, m.upstream, m.emitErrors, m.collected, m.collectDupes)
 	}
 	return m
 }
 
+var tokenCategories = [6]string{"input", "cached_input", "cache_write_5m", "cache_write_1h", "output", "reasoning"}
+
 func (m *Metrics) observe(endpoint string, ev *events.Usage, added, upstream time.Duration) {
-	m.requests.WithLabelValues(endpoint, string(ev.Status)).Inc()
+	e := m.perEP[endpoint]
+	if e == nil {
+		return
+	}
+	if c := e.byStatus[ev.Status]; c != nil {
+		c.Inc()
+	}
 	t := ev.Tokens
-	for _, c := range []struct {
-		name string
-		n    int64
-	}{{"input", t.Input}, {"cached_input", t.CachedInput}, {"cache_write_5m", t.CacheWrite5m}, {"cache_write_1h", t.CacheWrite1h}, {"output", t.Output}, {"reasoning", t.Reasoning}} {
-		if c.n > 0 {
-			m.tokens.WithLabelValues(c.name).Add(float64(c.n))
+	for i, n := range [6]int64{t.Input, t.CachedInput, t.CacheWrite5m, t.CacheWrite1h, t.Output, t.Reasoning} {
+		if n > 0 {
+			m.tokenCat[i].Add(float64(n))
 		}
 	}
 	if ev.Cost.TotalNanoUSD > 0 {
@@ -76,8 +101,8 @@ func (m *Metrics) observe(endpoint string, ev *events.Usage, added, upstream tim
 	if added < 0 {
 		added = 0
 	}
-	m.added.WithLabelValues(endpoint).Observe(added.Seconds())
+	e.added.Observe(added.Seconds())
 	if upstream > 0 {
-		m.upstream.WithLabelValues(endpoint).Observe(upstream.Seconds())
+		e.upstream.Observe(upstream.Seconds())
 	}
 }
