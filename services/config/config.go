@@ -1,17 +1,26 @@
-// Package config owns Burnrate's one configuration file: its format, the
+// Package config owns Burnrate's one configuration file: its format and
 // defaults, the environment overrides for addresses and secrets, and the
-// validation that names the key path of every bad value.
+// validation that names the key path (and line) of every bad value.
 //
-// It must never log or print a secret (use Redacted), and never read any
-// file other than the one it is given.
+// Sections that belong to a service are that service's Config type (kafka,
+// clickhouse and ingress already are); the others are small structs here
+// until their service is built, each with its own Validate, so moving one is
+// a cut and paste.
+//
+// The package must never log or print a secret (hand File.Redacted to
+// loggers), and never reads any file other than the one Load is given:
+// files named inside the config (policies, TLS, price overrides) are read by
+// the services that use them.
 package config
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
-	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +31,7 @@ import (
 	"github.com/burnrate/burnrate/streams/kclient"
 )
 
-// File is the whole configuration file. Sections for the services are added
-// by the issues that build them.
+// File is the whole configuration file.
 type File struct {
 	Kafka      kclient.Config    `yaml:"kafka"`
 	ClickHouse clickhouse.Config `yaml:"clickhouse"`
@@ -31,6 +39,10 @@ type File struct {
 	Metrics    Metrics           `yaml:"metrics"`
 	Prices     Prices            `yaml:"prices"`
 	Ingress    ingress.Config    `yaml:"ingress"`
+	Sink       Sink              `yaml:"sink"`
+	Meter      Meter             `yaml:"meter"`
+	Killswitch Killswitch        `yaml:"killswitch"`
+	GPUAgent   GPUAgent          `yaml:"gpu_agent"`
 }
 
 // Log configures zap.
@@ -41,10 +53,34 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
+// Validate names the bad field relative to the log section.
+func (l Log) Validate() error {
+	var errs []error
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("level: %q is not one of debug, info, warn, error", l.Level))
+	}
+	switch l.Format {
+	case "json", "console":
+	default:
+		errs = append(errs, fmt.Errorf("format: %q is not one of json, console", l.Format))
+	}
+	return errors.Join(errs...)
+}
+
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
 	// Listen is the address of /metrics; empty disables it.
 	Listen string `yaml:"listen"`
+}
+
+// Validate names the bad field relative to the metrics section.
+func (m Metrics) Validate() error {
+	if m.Listen != "" && !isHostPort(m.Listen) {
+		return fmt.Errorf("listen: %q is not host:port", m.Listen)
+	}
+	return nil
 }
 
 // Prices configures the price catalog.
@@ -56,6 +92,14 @@ type Prices struct {
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 }
 
+// Validate names the bad field relative to the prices section.
+func (p Prices) Validate() error {
+	if p.ReloadInterval < 0 {
+		return errors.New("reload_interval: must not be negative")
+	}
+	return nil
+}
+
 // Default returns the configuration used when a key is not set.
 func Default() File {
 	return File{
@@ -65,117 +109,93 @@ func Default() File {
 		Metrics:    Metrics{Listen: "127.0.0.1:9464"},
 		Prices:     Prices{ReloadInterval: 10 * time.Second},
 		Ingress:    ingress.DefaultConfig(),
+		Sink:       Sink{BatchRows: 10000, BatchInterval: time.Second},
+		Meter:      Meter{FlushInterval: 250 * time.Millisecond},
+		Killswitch: Killswitch{AdminListen: "127.0.0.1:8081"},
+		GPUAgent:   GPUAgent{Source: "auto", ExporterURL: "http://127.0.0.1:9400/metrics", Interval: 10 * time.Second},
 	}
 }
 
-// Validate checks every section; each problem names its key path.
+// Validate checks every section and reports all problems, each prefixed
+// with its key path (kafka.brokers[0]: ...).
 func (f File) Validate() error {
 	var errs []error
 	section := func(name string, err error) {
-		if err == nil {
-			return
-		}
 		for _, e := range unjoin(err) {
 			errs = append(errs, fmt.Errorf("%s.%w", name, e))
 		}
 	}
 	section("kafka", f.Kafka.Validate())
 	section("clickhouse", f.ClickHouse.Validate())
+	section("log", f.Log.Validate())
+	section("metrics", f.Metrics.Validate())
+	section("prices", f.Prices.Validate())
 	section("ingress", f.Ingress.Validate())
-	switch f.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", f.Log.Level))
-	}
-	switch f.Log.Format {
-	case "json", "console":
-	default:
-		errs = append(errs, fmt.Errorf("log.format: %q is not one of json, console", f.Log.Format))
-	}
-	if f.Metrics.Listen != "" && !strings.Contains(f.Metrics.Listen, ":") {
-		errs = append(errs, fmt.Errorf("metrics.listen: %q is not host:port", f.Metrics.Listen))
-	}
-	if f.Prices.ReloadInterval < 0 {
-		errs = append(errs, errors.New("prices.reload_interval: must not be negative"))
-	}
+	section("sink", f.Sink.Validate())
+	section("meter", f.Meter.Validate())
+	section("killswitch", f.Killswitch.Validate())
+	section("gpu_agent", f.GPUAgent.Validate())
 	return errors.Join(errs...)
 }
 
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
+// Redacted returns a copy with every secret replaced, safe to log. The
+// original is not changed.
+func (f File) Redacted() File {
+	f.Kafka.SASL.Password = redact(f.Kafka.SASL.Password)
+	f.ClickHouse.Password = redact(f.ClickHouse.Password)
+	return f
+}
+
+// redact keeps "is it set?" visible without the value.
+func redact(s string) string {
+	if s == "" {
+		return ""
 	}
-	return []error{err}
+	return "REDACTED"
 }
 
-// Env is one environment override.
-type Env struct {
-	Name        string
-	Path        string
-	Description string
-	apply       func(f *File, v string)
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// EnvOverrides lists the variables that override the file, applied after
-// it and before validation.
-func EnvOverrides() []Env {
-	return []Env{
-		{"BURNRATE_KAFKA_BROKERS", "kafka.brokers", "seed brokers, comma-separated host:port", func(f *File, v string) { f.Kafka.Brokers = splitList(v) }},
-		{"BURNRATE_KAFKA_TOPIC_PREFIX", "kafka.topic_prefix", "topic name prefix", func(f *File, v string) { f.Kafka.TopicPrefix = v }},
-		{"BURNRATE_KAFKA_SASL_USERNAME", "kafka.sasl.username", "SASL user", func(f *File, v string) { f.Kafka.SASL.Username = v }},
-		{"BURNRATE_KAFKA_SASL_PASSWORD", "kafka.sasl.password", "SASL password (secret)", func(f *File, v string) { f.Kafka.SASL.Password = v }},
-		{"BURNRATE_CLICKHOUSE_ADDR", "clickhouse.addr", "native-protocol addresses, comma-separated host:port", func(f *File, v string) { f.ClickHouse.Addr = splitList(v) }},
-		{"BURNRATE_CLICKHOUSE_DATABASE", "clickhouse.database", "database name", func(f *File, v string) { f.ClickHouse.Database = v }},
-		{"BURNRATE_CLICKHOUSE_USERNAME", "clickhouse.username", "ClickHouse user", func(f *File, v string) { f.ClickHouse.Username = v }},
-		{"BURNRATE_CLICKHOUSE_PASSWORD", "clickhouse.password", "ClickHouse password (secret)", func(f *File, v string) { f.ClickHouse.Password = v }},
-		{"BURNRATE_METRICS_LISTEN", "metrics.listen", "address of /metrics", func(f *File, v string) { f.Metrics.Listen = v }},
-		{"BURNRATE_INGRESS_LISTEN", "ingress.listen", "gateway address", func(f *File, v string) { f.Ingress.Listen = v }},
-	}
-}
-
-// Load reads path (see Parse).
+// Load reads the file at path and parses it like Parse; errors name the
+// file. lookup is os.LookupEnv in production.
 func Load(path string, lookup func(string) (string, bool)) (File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return File{}, fmt.Errorf("config: %w", err)
 	}
-	f, err := Parse(b, lookup)
-	if err != nil {
-		return File{}, fmt.Errorf("%s: %w", path, err)
+	f, errs := parse(b, lookup)
+	if len(errs) > 0 {
+		return File{}, prefixAll("config: "+path+": ", errs)
 	}
 	return f, nil
 }
 
-// Parse decodes data over the defaults, rejecting unknown keys and values of
-// the wrong type with their key path, applies env overrides through lookup
-// (nil: none) and validates.
+// Parse decodes data over Default(), rejecting unknown keys and values that
+// do not fit with their key path and line, applies the environment overrides
+// of EnvOverrides through lookup (nil: none), and validates the result.
+// Every problem found is reported, one per line of the error.
 func Parse(data []byte, lookup func(string) (string, bool)) (File, error) {
+	f, errs := parse(data, lookup)
+	if len(errs) > 0 {
+		return File{}, prefixAll("config: ", errs)
+	}
+	return f, nil
+}
+
+func parse(data []byte, lookup func(string) (string, bool)) (File, []error) {
 	f := Default()
+	origins := map[string]string{} // key path -> "line N" or "from VAR"
 	if len(bytes.TrimSpace(data)) > 0 {
-		var root yaml.Node
-		if err := yaml.Unmarshal(data, &root); err != nil {
-			return File{}, fmt.Errorf("config: %w", err)
+		doc, err := document(data)
+		if err != nil {
+			return File{}, []error{err}
 		}
-		if len(root.Content) > 0 {
-			doc := root.Content[0]
-			if doc.Kind != yaml.MappingNode && !(doc.Kind == yaml.ScalarNode && doc.Tag == "!!null") {
-				return File{}, fmt.Errorf("config: the file must be a mapping of sections (line %d)", doc.Line)
-			}
-			if err := errors.Join(check(doc, reflect.TypeOf(f), "")...); err != nil {
-				return File{}, fmt.Errorf("config: %w", err)
+		if doc != nil {
+			if errs := checkNode(doc, origins); len(errs) > 0 {
+				return File{}, errs
 			}
 			if err := doc.Decode(&f); err != nil {
-				return File{}, fmt.Errorf("config: %w", err)
+				// checkNode accepts only what decodes; reaching this is a bug
+				// there, but still an error rather than a panic.
+				return File{}, []error{err}
 			}
 		}
 	}
@@ -183,132 +203,119 @@ func Parse(data []byte, lookup func(string) (string, bool)) (File, error) {
 		for _, e := range EnvOverrides() {
 			if v, ok := lookup(e.Name); ok && v != "" {
 				e.apply(&f, v)
+				for p := range origins {
+					if p == e.Path || strings.HasPrefix(p, e.Path+".") || strings.HasPrefix(p, e.Path+"[") {
+						delete(origins, p)
+					}
+				}
+				origins[e.Path] = "from " + e.Name
 			}
 		}
 	}
-	if err := f.Validate(); err != nil {
-		return File{}, fmt.Errorf("config: %w", err)
+	errs := unjoin(f.Validate())
+	for i, e := range errs {
+		if o := originOf(e.Error(), origins); o != "" {
+			errs[i] = fmt.Errorf("%w (%s)", e, o)
+		}
+	}
+	if len(errs) > 0 {
+		return File{}, errs
 	}
 	return f, nil
 }
 
-var durationType = reflect.TypeOf(time.Duration(0))
-
-// check walks the YAML tree against the Go type and reports unknown keys and
-// values that cannot decode, each with its dotted key path and line.
-func check(n *yaml.Node, t reflect.Type, path string) []error {
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
+// document returns the single YAML document of data as a mapping node, or
+// nil when it is empty.
+func document(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, err
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return nil
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("a second YAML document starts at line %d; the file must hold one", next.Line)
 	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	if len(root.Content) == 0 {
+		return nil, nil
 	}
-	at := func(format string, a ...any) error {
-		p := path
-		if p == "" {
-			p = "(top level)"
-		}
-		return fmt.Errorf("%s: %s (line %d)", p, fmt.Sprintf(format, a...), n.Line)
+	doc := root.Content[0]
+	if doc.Kind == yaml.ScalarNode && doc.ShortTag() == "!!null" {
+		return nil, nil
 	}
-	switch {
-	case t == durationType:
-		if n.Kind != yaml.ScalarNode {
-			return []error{at("want a duration such as 250ms or 10s")}
-		}
-		if _, err := time.ParseDuration(n.Value); err != nil {
-			return []error{at("%q is not a duration (e.g. 250ms, 10s, 1h)", n.Value)}
-		}
-		return nil
-	case t.Kind() == reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			return []error{at("want a mapping of keys")}
-		}
-		fields := yamlFields(t)
-		var errs []error
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			child := join(path, k.Value)
-			ft, ok := fields[k.Value]
-			if !ok {
-				errs = append(errs, fmt.Errorf("%s: unknown key (line %d)", child, k.Line))
-				continue
-			}
-			errs = append(errs, check(v, ft, child)...)
-		}
-		return errs
-	case t.Kind() == reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			return []error{at("want a list")}
-		}
-		var errs []error
-		for i, item := range n.Content {
-			errs = append(errs, check(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
-		}
-		return errs
-	case t.Kind() == reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			return []error{at("want a mapping")}
-		}
-		var errs []error
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			errs = append(errs, check(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value))...)
-		}
-		return errs
-	default:
-		if n.Kind != yaml.ScalarNode {
-			return []error{at("want a single %s value", t.Kind())}
-		}
-		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			return []error{at("%q is not a valid %s", n.Value, t.Kind())}
-		}
-		return nil
+	if doc.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("the file must be a mapping of sections (line %d)", doc.Line)
 	}
+	return doc, nil
 }
 
-func join(path, key string) string {
-	if path == "" {
-		return key
+// originOf finds where the value named by a validation message came from:
+// the exact key's line in the file, or the environment variable that set it
+// or one of its parents.
+func originOf(msg string, origins map[string]string) string {
+	path, _, ok := strings.Cut(msg, ": ")
+	if !ok {
+		return ""
 	}
-	return path + "." + key
+	if o := origins[path]; strings.HasPrefix(o, "line ") {
+		return o
+	}
+	for p := path; p != ""; p = parent(p) {
+		if o := origins[p]; strings.HasPrefix(o, "from ") {
+			return o
+		}
+	}
+	return ""
 }
 
-// yamlFields maps yaml keys to field types, following ",inline".
-func yamlFields(t reflect.Type) map[string]reflect.Type {
-	out := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		if !sf.IsExported() {
-			continue
-		}
-		tag := sf.Tag.Get("yaml")
-		name, opts, _ := strings.Cut(tag, ",")
-		if name == "-" {
-			continue
-		}
-		if strings.Contains(opts, "inline") {
-			for k, v := range yamlFields(sf.Type) {
-				out[k] = v
-			}
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(sf.Name)
-		}
-		out[name] = sf.Type
+func parent(p string) string {
+	if i := strings.LastIndexAny(p, ".["); i >= 0 {
+		return p[:i]
 	}
-	return out
+	return ""
 }
 
-// Redacted returns a copy with every secret blanked, for logs.
-func (f File) Redacted() File {
-	if f.Kafka.SASL.Password != "" {
-		f.Kafka.SASL.Password = "REDACTED"
+// maxProblems keeps a hopeless file from producing a wall of errors.
+const maxProblems = 20
+
+func prefixAll(prefix string, errs []error) error {
+	out := make([]error, 0, min(len(errs), maxProblems+1))
+	for i, e := range errs {
+		if i == maxProblems && len(errs) > maxProblems+1 {
+			out = append(out, fmt.Errorf("%sand %d more problems", prefix, len(errs)-maxProblems))
+			break
+		}
+		out = append(out, fmt.Errorf("%s%w", prefix, e))
 	}
-	if f.ClickHouse.Password != "" {
-		f.ClickHouse.Password = "REDACTED"
+	return errors.Join(out...)
+}
+
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
 	}
-	return f
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// isHostPort accepts host:port and :port with a numeric port.
+func isHostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
 }
