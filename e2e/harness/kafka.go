@@ -149,8 +149,11 @@ func StartKafka(ctx context.Context, dir string) (*Kafka, error) {
 	if err := os.WriteFile(logProps, []byte(fmt.Sprintf(log4jProps, k.logPath)), 0o644); err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
 	}
-	id := uuid.New()
-	k.ClusterID = base64.RawURLEncoding.EncodeToString(id[:])
+	// A cluster id starting with '-' reads as a flag to kafka-storage.
+	for k.ClusterID == "" || k.ClusterID[0] == '-' {
+		id := uuid.New()
+		k.ClusterID = base64.RawURLEncoding.EncodeToString(id[:])
+	}
 	format := exec.CommandContext(ctx, "java", "-Dlog4j.configuration=file:"+logProps, "-cp", cp,
 		"kafka.tools.StorageTool", "format", "-t", k.ClusterID, "-c", props, "--ignore-formatted")
 	if out, err := format.CombinedOutput(); err != nil {
