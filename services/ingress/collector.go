@@ -47,9 +47,8 @@ type itemError struct {
 // (idempotent retries).
 func (g *Gateway) collect(w http.ResponseWriter, r *http.Request) {
 	ep := endpoint{name: "usage"}
-	key, ok := g.authenticate(r, ep)
+	key, ok := g.keyOf(w, r, ep)
 	if !ok {
-		g.fail(w, ep, http.StatusUnauthorized, "invalid_api_key", "missing or unknown Burnrate virtual key", "")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
@@ -245,9 +244,8 @@ func (s *idSet) remove(id string) {
 // for apps that call providers directly.
 func (g *Gateway) check(w http.ResponseWriter, r *http.Request) {
 	ep := endpoint{name: "check"}
-	key, ok := g.authenticate(r, ep)
+	key, ok := g.keyOf(w, r, ep)
 	if !ok {
-		g.fail(w, ep, http.StatusUnauthorized, "invalid_api_key", "missing or unknown Burnrate virtual key", "")
 		return
 	}
 	var req struct {
@@ -303,9 +301,8 @@ func errString(err error) string {
 // models lists the models the key may call, OpenAI-style.
 func (g *Gateway) models(w http.ResponseWriter, r *http.Request) {
 	ep := endpoint{name: "models"}
-	key, ok := g.authenticate(r, ep)
+	key, ok := g.keyOf(w, r, ep)
 	if !ok {
-		g.fail(w, ep, http.StatusUnauthorized, "invalid_api_key", "missing or unknown Burnrate virtual key", "")
 		return
 	}
 	type model struct {

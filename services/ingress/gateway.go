@@ -164,9 +164,8 @@ type call struct {
 
 func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	c := &call{ep: ep, start: g.now(), status: events.StatusOK}
-	key, ok := g.authenticate(r, ep)
+	key, ok := g.keyOf(w, r, ep)
 	if !ok {
-		g.fail(w, ep, http.StatusUnauthorized, "invalid_api_key", "missing or unknown Burnrate virtual key", "")
 		return
 	}
 	c.key = key
@@ -292,6 +291,15 @@ func (g *Gateway) worstCase(route *upstream, prompt, outCap int64) int64 {
 	}
 	cost := g.pricer.Price(prices.Call{Provider: route.priceProvider, Model: route.UpstreamModel}, events.Tokens{Input: prompt, Output: outCap})
 	return cost.TotalNanoUSD
+}
+
+// keyOf authenticates the call or answers 401.
+func (g *Gateway) keyOf(w http.ResponseWriter, r *http.Request, ep endpoint) (*Key, bool) {
+	key, ok := g.authenticate(r, ep)
+	if !ok {
+		g.fail(w, ep, http.StatusUnauthorized, "invalid_api_key", "missing or unknown Burnrate virtual key", "")
+	}
+	return key, ok
 }
 
 func (g *Gateway) authenticate(r *http.Request, ep endpoint) (*Key, bool) {

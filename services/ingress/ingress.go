@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -119,6 +118,3 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 	}
 	return errors.Join(errs...)
 }
-
-// osGetenv is the production Getenv.
-func osGetenv(k string) string { return os.Getenv(k) }

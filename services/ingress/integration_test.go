@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -317,5 +316,4 @@ func TestLiveBrokerOutageLosesNothing(t *testing.T) {
 		t.Errorf("%d calls answered, %d events (%d distinct calls) in Kafka", n, len(evs), len(runs))
 	}
 	t.Logf("%d calls, %d events, %d distinct ids", n, len(evs), len(ids))
-	_ = os.Getenv
 }
