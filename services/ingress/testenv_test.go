@@ -142,7 +142,7 @@ type rig struct {
 	now      time.Time
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	up := httptest.NewServer(mockupstream.Handler(mockupstream.Config{}))
 	t.Cleanup(up.Close)
