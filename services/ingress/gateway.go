@@ -371,8 +371,14 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c *call, route
 	}
 	b, err := io.ReadAll(resp.Body)
 	c.upstreamDur = g.now().Sub(upStart)
+	// Send the whole response now: pricing and emitting the usage event
+	// happen after the client has its answer.
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
 	if err != nil {
 		c.status, c.errMsg, c.estimated = events.StatusUpstreamError, "upstream body: "+err.Error(), true
 		c.tokens = events.Tokens{Input: c.req.estimatedPromptTokens(), Output: int64(len(b)) / 4}

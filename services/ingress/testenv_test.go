@@ -28,8 +28,9 @@ const (
 // recorder is an Emitter that keeps events in memory (unit tests only; the
 // integration tests use the real broker).
 type recorder struct {
-	mu  sync.Mutex
-	evs []events.Usage
+	mu    sync.Mutex
+	evs   []events.Usage
+	taken int // events already returned by last
 }
 
 func (r *recorder) Emit(u *events.Usage) error {
@@ -48,13 +49,26 @@ func (r *recorder) all() []events.Usage {
 	return append([]events.Usage(nil), r.evs...)
 }
 
+// last waits for the event of the call just made: the gateway answers the
+// client first and emits after, so the event can trail the response.
 func (r *recorder) last(t *testing.T) events.Usage {
 	t.Helper()
-	evs := r.all()
-	if len(evs) == 0 {
-		t.Fatal("no usage event emitted")
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		r.mu.Lock()
+		n := len(r.evs)
+		if n > r.taken {
+			r.taken = n
+			ev := r.evs[n-1]
+			r.mu.Unlock()
+			return ev
+		}
+		r.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("no usage event emitted")
+		}
+		time.Sleep(time.Millisecond)
 	}
-	return evs[len(evs)-1]
 }
 
 // testConfig routes OpenAI-, Azure- and Anthropic-shaped models to the mock.
