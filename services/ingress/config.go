@@ -13,9 +13,6 @@ import (
 type Config struct {
 	// Listen is the gateway's address.
 	Listen string `yaml:"listen"`
-	// InstanceID names this replica in lease shares and logs; empty uses
-	// the hostname.
-	InstanceID string `yaml:"instance_id"`
 	// MaxBodyBytes caps a request body (413 above it).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// ReadHeaderTimeout and IdleTimeout protect the listener.

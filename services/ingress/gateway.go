@@ -391,15 +391,13 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c *call, route
 	g.finish(c)
 }
 
+// usageOf reads the usage object of a whole response; the Responses API
+// shape is told apart from Chat by its fields.
 func (g *Gateway) usageOf(c *call, body []byte) (events.Tokens, error) {
-	switch {
-	case c.ep.anthropic:
+	if c.ep.anthropic {
 		return normalize.Usage("anthropic", body)
-	case c.ep.responses:
-		return normalize.Usage("openai", body)
-	default:
-		return normalize.Usage("openai", body)
 	}
+	return normalize.Usage("openai", body)
 }
 
 func (g *Gateway) fallbacks(route *upstream, key *Key) []*upstream {
