@@ -42,7 +42,7 @@ e2e: deps
 	$(GO) test -count=1 -timeout 15m -v ./e2e/...
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem -count 1 $(PKGS)
 
 # fuzz runs every Fuzz* target for FUZZTIME each (go test allows one target
 # per run). Targets are found in the source, so listing starts no servers.
