@@ -66,13 +66,17 @@ func Usage(provider string, raw []byte) (events.Tokens, error) {
 }
 
 // unwrap descends into "usage" / "usageMetadata" when given a whole body.
+// Only those two keys are decoded: a response body can be large.
 func unwrap(raw []byte) []byte {
-	var outer map[string]json.RawMessage
+	var outer struct {
+		Usage         json.RawMessage `json:"usage"`
+		UsageMetadata json.RawMessage `json:"usageMetadata"`
+	}
 	if json.Unmarshal(raw, &outer) != nil {
 		return raw
 	}
-	for _, k := range []string{"usage", "usageMetadata"} {
-		if inner, ok := outer[k]; ok && len(inner) > 0 && inner[0] == '{' {
+	for _, inner := range []json.RawMessage{outer.Usage, outer.UsageMetadata} {
+		if len(inner) > 0 && inner[0] == '{' {
 			return inner
 		}
 	}
