@@ -149,11 +149,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 	for i := 0; i < n; i++ {
 		due := start.Add(time.Duration(i) * interval)
 		if d := time.Until(due); d > 0 {
-			select {
-			case <-ctx.Done():
-				n = i
-			case <-time.After(d):
-			}
+			time.Sleep(d)
 		}
 		if ctx.Err() != nil {
 			n = i
