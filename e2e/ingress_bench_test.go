@@ -84,8 +84,8 @@ func waitHTTP(tb testing.TB, url string) {
 
 type benchRig struct {
 	mockURL, ingressURL, metricsURL string
-	ingress             *proc
-	kcfg                kclient.Config
+	ingress                         *proc
+	kcfg                            kclient.Config
 }
 
 // startBenchRig runs mock-upstream and ingress as their own processes
