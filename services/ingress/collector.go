@@ -174,12 +174,7 @@ func (g *Gateway) collectItem(key *Key, raw json.RawMessage, now time.Time) (*ev
 	}
 	ev.ReceivedAt = now.UTC()
 	// The key decides who pays; the item may add detail when the key allows.
-	a := ev.Attribution
-	if !key.AttributionHeaders {
-		a = events.Attribution{}
-	}
-	a.Org, a.Team, a.App, a.Env, a.VirtualKeyID = key.Org, key.Team, key.App, key.Env, key.ID
-	ev.Attribution = a
+	ev.Attribution = key.owns(ev.Attribution)
 	if err := ev.Validate(); err != nil {
 		var msgs []string
 		for _, e := range unjoinErrors(err) {
@@ -260,11 +255,7 @@ func (g *Gateway) check(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, ep, http.StatusBadRequest, "invalid_request_error", "body must be {\"model\": ..., \"attribution\": {...}}: "+errString(err), "")
 		return
 	}
-	a := req.Attribution
-	if !key.AttributionHeaders {
-		a = events.Attribution{}
-	}
-	a.Org, a.Team, a.App, a.Env, a.VirtualKeyID = key.Org, key.Team, key.App, key.Env, key.ID
+	a := key.owns(req.Attribution)
 	resp := map[string]any{"decision": "allow"}
 	if !g.ready() && !g.cfg.FailOpen {
 		resp = map[string]any{"decision": "deny", "reason": "verdict cache not ready"}
@@ -323,4 +314,14 @@ func (g *Gateway) models(w http.ResponseWriter, r *http.Request) {
 	b, _ := json.Marshal(list)
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
+}
+
+// owns applies the key to an attribution a caller sent: the key decides who
+// pays; the caller may add detail only when the key allows it.
+func (k *Key) owns(a events.Attribution) events.Attribution {
+	if !k.AttributionHeaders {
+		a = events.Attribution{}
+	}
+	a.Org, a.Team, a.App, a.Env, a.VirtualKeyID = k.Org, k.Team, k.App, k.Env, k.ID
+	return a
 }
