@@ -31,7 +31,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "ingress", summary: "OpenAI/Anthropic-compatible gateway and usage collector", run: runIngress},
-		{name: "sink", summary: "exactly-once Kafka → ClickHouse writer", pending: "the Sink issue"},
+		{name: "sink", summary: "exactly-once Kafka → ClickHouse writer", run: runSink},
 		{name: "meter", summary: "streaming spend, agent runs and anomalies", pending: "the Meter issue"},
 		{name: "killswitch", summary: "budgets, leases and loop breaker → verdicts", pending: "the Kill-switch issue"},
 		{name: "gpu-agent", summary: "DCGM / dcgm-exporter / NVML GPU telemetry and cost", pending: "the GPU agent issue"},

@@ -28,6 +28,7 @@ import (
 
 	"github.com/burnrate/burnrate/schemas/clickhouse"
 	"github.com/burnrate/burnrate/services/ingress"
+	"github.com/burnrate/burnrate/services/sink"
 	"github.com/burnrate/burnrate/streams/kclient"
 )
 
@@ -39,7 +40,7 @@ type File struct {
 	Metrics    Metrics           `yaml:"metrics"`
 	Prices     Prices            `yaml:"prices"`
 	Ingress    ingress.Config    `yaml:"ingress"`
-	Sink       Sink              `yaml:"sink"`
+	Sink       sink.Config       `yaml:"sink"`
 	Meter      Meter             `yaml:"meter"`
 	Killswitch Killswitch        `yaml:"killswitch"`
 	GPUAgent   GPUAgent          `yaml:"gpu_agent"`
@@ -109,7 +110,7 @@ func Default() File {
 		Metrics:    Metrics{Listen: "127.0.0.1:9464"},
 		Prices:     Prices{ReloadInterval: 10 * time.Second},
 		Ingress:    ingress.DefaultConfig(),
-		Sink:       Sink{BatchRows: 10000, BatchInterval: time.Second},
+		Sink:       sink.DefaultConfig(),
 		Meter:      Meter{FlushInterval: 250 * time.Millisecond},
 		Killswitch: Killswitch{AdminListen: "127.0.0.1:8081"},
 		GPUAgent:   GPUAgent{Source: "auto", ExporterURL: "http://127.0.0.1:9400/metrics", Interval: 10 * time.Second},

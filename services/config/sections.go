@@ -11,26 +11,6 @@ import (
 // next to its service (as ingress.Config did) when that service is written:
 // the type, its Validate and its line in Default.
 
-// Sink configures the Kafka → ClickHouse writer.
-type Sink struct {
-	// BatchRows flushes a batch when it holds this many rows.
-	BatchRows int `yaml:"batch_rows"`
-	// BatchInterval flushes a non-empty batch at least this often.
-	BatchInterval time.Duration `yaml:"batch_interval"`
-}
-
-// Validate names the bad field relative to the sink section.
-func (s Sink) Validate() error {
-	var errs []error
-	if s.BatchRows <= 0 {
-		errs = append(errs, fmt.Errorf("batch_rows: %d must be > 0", s.BatchRows))
-	}
-	if s.BatchInterval <= 0 {
-		errs = append(errs, fmt.Errorf("batch_interval: %s must be > 0", s.BatchInterval))
-	}
-	return errors.Join(errs...)
-}
-
 // Meter configures the streaming spend aggregator.
 type Meter struct {
 	// FlushInterval is how often window totals are published to spend.v1;

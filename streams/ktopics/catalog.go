@@ -33,6 +33,9 @@ const (
 	Anomalies   = "anomalies.v1"
 	BudgetState = "budget-state.v1"
 	Verdicts    = "verdicts.v1"
+	// DeadLetter holds records the sink could not decode or validate, each
+	// with the error and its source topic, partition and offset in headers.
+	DeadLetter = "dead-letter.v1"
 )
 
 func deleteAfter(d time.Duration) map[string]string {
@@ -67,6 +70,8 @@ func Catalog() []Topic {
 			Partitions: 6, ReplicationFactor: 3, Configs: compacted()},
 		{Name: Verdicts, Key: "subject", WrittenBy: "killswitch", ReadBy: "every ingress (all partitions, from the start), sink",
 			Partitions: 3, ReplicationFactor: 3, Configs: compacted()},
+		{Name: DeadLetter, Key: "the source record's key", WrittenBy: "sink", ReadBy: "people fixing producers",
+			Partitions: 3, ReplicationFactor: 3, Configs: deleteAfter(30 * day)},
 	}
 }
 
@@ -96,6 +101,7 @@ func (n Names) Spend() string       { return n.prefix + Spend }
 func (n Names) Anomalies() string   { return n.prefix + Anomalies }
 func (n Names) BudgetState() string { return n.prefix + BudgetState }
 func (n Names) Verdicts() string    { return n.prefix + Verdicts }
+func (n Names) DeadLetter() string  { return n.prefix + DeadLetter }
 
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))

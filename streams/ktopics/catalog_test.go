@@ -25,8 +25,9 @@ func TestCatalogMatchesDesign(t *testing.T) {
 	f(Anomalies, "delete", "2592000000")
 	f(BudgetState, "compact", "")
 	f(Verdicts, "compact", "")
-	if n := len(Catalog()); n != 6 {
-		t.Errorf("catalog has %d topics, want 6", n)
+	f(DeadLetter, "delete", "2592000000")
+	if n := len(Catalog()); n != 7 {
+		t.Errorf("catalog has %d topics, want 7", n)
 	}
 	if _, err := Lookup("nope.v1"); err == nil {
 		t.Error("Lookup of an unknown topic succeeded")
