@@ -81,6 +81,30 @@ type decodable[T any] interface {
 // decode unmarshals b, ignoring unknown fields (schemas evolve additively),
 // and normalizes the result: times in UTC, empty maps and slices nil, so that
 // decoding what Encode wrote gives back an equal value.
+// DecodeUsageInto decodes into *u, reusing its memory (a sink decoding
+// millions of events keeps one Usage instead of allocating one per event).
+func DecodeUsageInto(b []byte, u *Usage) error { return decodeInto[Usage](b, u) }
+
+// DecodeGPUSampleInto is DecodeUsageInto for gpu.v1.
+func DecodeGPUSampleInto(b []byte, g *GPUSample) error { return decodeInto[GPUSample](b, g) }
+
+// DecodeAnomalyInto is DecodeUsageInto for anomaly.v1.
+func DecodeAnomalyInto(b []byte, a *Anomaly) error { return decodeInto[Anomaly](b, a) }
+
+// DecodeVerdictInto is DecodeUsageInto for verdict.v1.
+func DecodeVerdictInto(b []byte, v *Verdict) error { return decodeInto[Verdict](b, v) }
+
+func decodeInto[T any, P decodable[T]](b []byte, p P) error {
+	var zero T
+	*p = zero
+	if err := json.Unmarshal(b, p); err != nil {
+		*p = zero
+		return fmt.Errorf("%s: decode: %w", p.SchemaName(), err)
+	}
+	p.normalize()
+	return nil
+}
+
 func decode[T any, P decodable[T]](b []byte) (T, error) {
 	var v T
 	if err := json.Unmarshal(b, &v); err != nil {

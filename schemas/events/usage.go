@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"github.com/segmentio/encoding/json"
 )
 
 // Usage (usage.v1) records one model call seen or reported by the ingress.
@@ -42,7 +44,25 @@ type Attribution struct {
 	VirtualKeyID string            `json:"virtual_key_id,omitempty"`
 	AgentRunID   string            `json:"agent_run_id,omitempty"`
 	AgentStep    int               `json:"agent_step,omitempty"` // 1-based step within the agent run
-	Tags         map[string]string `json:"tags,omitempty"`
+	Tags         Tags              `json:"tags,omitempty"`
+}
+
+// Tags are free-form key=value attribution labels.
+type Tags map[string]string
+
+// UnmarshalJSON decodes into a map sized for a handful of tags: the JSON
+// library would otherwise allocate room for 64 on every event.
+func (t *Tags) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*t = nil
+		return nil
+	}
+	m := make(map[string]string, 4)
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*t = m
+	return nil
 }
 
 // Tokens keeps the token categories apart, each as the provider billed it.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	_ "time/tzdata" // the server's time zone decides month partitions
 
@@ -48,10 +49,15 @@ type Sink struct {
 	names ktopics.Names
 	loc   *time.Location // the server's time zone: toYYYYMM uses it
 
-	byTopic map[string]*table // full topic name → table
+	byTopic map[string]*table    // full topic name → table
+	writers map[string][]*writer // full topic name → its table's writers (lanes)
 
-	mu    sync.Mutex
-	parts map[topicPartition]*partition
+	mu     sync.Mutex
+	parts  map[topicPartition]*partition
+	paused bool
+
+	flushing    atomic.Bool // shutting down: writers insert what they have
+	pausedFetch atomic.Bool // back-pressure: writers insert what they have
 }
 
 // Run consumes until ctx is done, then stops gracefully: it seals every open
@@ -82,6 +88,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Sink, error) {
 		db:      deps.ClickHouse.Database,
 		names:   ktopics.WithPrefix(deps.Kafka.TopicPrefix),
 		byTopic: map[string]*table{},
+		writers: map[string][]*writer{},
 		parts:   map[topicPartition]*partition{},
 	}
 	want := deps.Topics
@@ -103,6 +110,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Sink, error) {
 		return nil, err
 	}
 	s.ch = ch
+	for full, t := range s.byTopic {
+		for range cfg.InsertConcurrency {
+			s.writers[full] = append(s.writers[full], newWriter(s, t))
+		}
+	}
 	if err := s.checkServer(ctx); err != nil {
 		ch.Close()
 		return nil, err
@@ -114,6 +126,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Sink, error) {
 	}
 	cl, err := kclient.New(deps.Kafka, "sink",
 		kgo.ConsumerGroup(cfg.Group),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.HeartbeatInterval(min(cfg.SessionTimeout/3, 3*time.Second)),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -122,8 +136,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Sink, error) {
 		kgo.AdjustFetchOffsetsFn(s.adjustOffsets),
 		kgo.OnPartitionsRevoked(s.dropPartitions),
 		kgo.OnPartitionsLost(s.dropPartitions),
-		kgo.FetchMaxBytes(64<<20),
-		kgo.FetchMaxPartitionBytes(8<<20),
+		kgo.FetchMaxBytes(16<<20), // compressed: JSON inflates ~5x in memory
+		kgo.FetchMaxPartitionBytes(4<<20),
 		kgo.FetchMaxWait(200*time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.ZstdCompression(), kgo.NoCompression()),
 	)
@@ -217,26 +231,23 @@ func (s *Sink) Run(ctx context.Context) error {
 	return nil
 }
 
-// shutdown seals every open batch and waits for the queues to drain.
+// shutdown seals every open batch and waits for the writers to land them.
 func (s *Sink) shutdown() {
+	s.flushing.Store(true)
 	s.mu.Lock()
-	parts := make([]*partition, 0, len(s.parts))
 	for _, p := range s.parts {
 		s.seal(p)
-		parts = append(parts, p)
 	}
 	s.mu.Unlock()
-	deadline := time.After(s.cfg.ShutdownTimeout)
-	for _, p := range parts {
-		select {
-		case <-p.drained():
-		case <-deadline:
-			s.log.Warn("shutdown timeout: batches not yet in ClickHouse are left to the next owner",
-				zap.String("topic", p.tp.topic), zap.Int32("partition", p.tp.partition))
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	for _, w := range s.allWriters() {
+		for !w.idle() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
 		}
-	}
-	for _, p := range parts {
-		p.stopAndWait()
+		if !w.idle() {
+			s.log.Warn("shutdown timeout: rows not yet in ClickHouse are left to the next owner", zap.String("table", w.tbl.name))
+		}
+		w.stopAndWait()
 	}
 }
 
@@ -274,7 +285,7 @@ func (s *Sink) add(p *partition, r *kgo.Record) {
 		p.cur = p.newBatch(r.Offset)
 	}
 	b := p.cur
-	if r.Value == nil && p.tbl.compacted {
+	if r.Value == nil && p.w.tbl.compacted {
 		s.m.skipped.WithLabelValues("tombstone").Inc()
 		b.last = r.Offset
 		return
@@ -320,37 +331,43 @@ func (s *Sink) seal(p *partition) {
 	}
 	b := p.cur
 	p.cur = nil
-	p.enqueue(b)
+	p.w.enqueue(p, b)
 }
 
-// backPressure pauses partitions whose writer is behind and resumes them
-// once it has caught up to half the limit.
+// backPressure pauses fetching while MaxPendingRows rows wait for
+// ClickHouse and resumes it once they are under half of that.
 func (s *Sink) backPressure() {
-	var pause, resume map[string][]int32
-	total, paused := 0, 0
+	total := 0
 	for _, p := range s.parts {
-		pending := p.pendingRows()
-		total += pending
-		switch {
-		case !p.paused && pending >= s.cfg.MaxPendingRows:
-			p.paused = true
-			pause = addTP(pause, p.tp)
-		case p.paused && pending < s.cfg.MaxPendingRows/2:
-			p.paused = false
-			resume = addTP(resume, p.tp)
-		}
-		if p.paused {
-			paused++
-		}
-	}
-	if pause != nil {
-		s.cl.PauseFetchPartitions(pause)
-	}
-	if resume != nil {
-		s.cl.ResumeFetchPartitions(resume)
+		total += p.pendingRows()
 	}
 	s.m.pendingRows.Set(float64(total))
-	s.m.paused.Set(float64(paused))
+	switch {
+	case !s.paused && total >= s.cfg.MaxPendingRows:
+		s.paused = true
+		s.pausedFetch.Store(true)
+		s.cl.PauseFetchTopics(s.topics()...)
+		for _, w := range s.allWriters() {
+			w.poke()
+		}
+	case s.paused && total < s.cfg.MaxPendingRows/2:
+		s.paused = false
+		s.pausedFetch.Store(false)
+		s.cl.ResumeFetchTopics(s.topics()...)
+	}
+	if s.paused {
+		s.m.paused.Set(float64(len(s.parts)))
+	} else {
+		s.m.paused.Set(0)
+	}
+}
+
+func (s *Sink) topics() []string {
+	out := make([]string, 0, len(s.byTopic))
+	for full := range s.byTopic {
+		out = append(out, full)
+	}
+	return out
 }
 
 func addTP(m map[string][]int32, tp topicPartition) map[string][]int32 {
@@ -431,22 +448,40 @@ func (s *Sink) progress(ctx context.Context, t *table, ids []int32) (map[int32]i
 	return out, rows.Err()
 }
 
-// assign starts the writer of a newly owned partition.
+func (s *Sink) allWriters() []*writer {
+	var out []*writer
+	for _, ws := range s.writers {
+		out = append(out, ws...)
+	}
+	return out
+}
+
+// writerOf picks the lane of a partition: lanes insert concurrently, each
+// holding a fixed subset of the partitions.
+func (s *Sink) writerOf(tp topicPartition) *writer {
+	ws := s.writers[tp.topic]
+	return ws[int(tp.partition)%len(ws)]
+}
+
+// assign adds a newly owned partition to its table's writer.
 func (s *Sink) assign(tp topicPartition, t *table, next int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := s.parts[tp]; old != nil { // not revoked first: should not happen
-		old.stopAndWait()
-	}
-	p := newPartition(s, tp, t, next)
+	w := s.writerOf(tp)
+	p := &partition{tp: tp, w: w, next: next, committed: next}
+	p.confirmed.Store(next)
 	s.parts[tp] = p
+	w.mu.Lock()
+	w.parts[tp.partition] = p
+	w.mu.Unlock()
+	w.start()
 	s.m.owned.Set(float64(len(s.parts)))
-	go p.write()
 }
 
-// dropPartitions runs on revoke and on loss: the writer stops retrying,
-// the attempt in flight (if any) finishes, and whatever has not landed is
-// dropped; the next owner reads ClickHouse and starts after what landed.
+// dropPartitions runs on revoke and on loss: the writers stop retrying, the
+// INSERT in flight (if any) finishes, and whatever of the lost partitions
+// has not landed is dropped; their next owner reads ClickHouse and starts
+// after what landed. The other partitions keep their queues.
 func (s *Sink) dropPartitions(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -457,14 +492,21 @@ func (s *Sink) dropPartitions(_ context.Context, _ *kgo.Client, lost map[string]
 			if p == nil {
 				continue
 			}
+			w := p.w
+			w.stopAndWait()
+			w.mu.Lock()
 			delete(s.parts, tp)
-			p.stopAndWait()
+			delete(w.parts, id)
+			remaining := len(w.parts)
+			w.mu.Unlock()
+			if remaining > 0 {
+				w.start()
+			}
 			s.m.lag.DeleteLabelValues(topic, strconv.Itoa(int(id)))
 			s.log.Info("partition released", zap.String("topic", topic), zap.Int32("partition", id),
-				zap.Int64("confirmed_offset", p.confirmed.Load()))
+				zap.Int64("confirmed_offset", p.confirmed.Load()), zap.Int("dropped_unconfirmed", p.queued))
 		}
 	}
-	s.cl.ResumeFetchPartitions(lost) // a later owner of ours must not find it paused
 	s.m.owned.Set(float64(len(s.parts)))
 }
 

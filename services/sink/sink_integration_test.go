@@ -125,7 +125,8 @@ func fastConfig() sink.Config {
 	cfg := sink.DefaultConfig()
 	cfg.Group = "sink-test"
 	cfg.BatchRows = 100
-	cfg.MaxPendingRows = 400
+	cfg.MaxPendingRows = 1000
+	cfg.MaxInsertRows = 1000
 	cfg.BatchInterval = 100 * time.Millisecond
 	cfg.RetryBackoffMax = 500 * time.Millisecond
 	return cfg

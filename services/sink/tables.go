@@ -24,6 +24,8 @@ var (
 type table struct {
 	topic string // catalog name without prefix
 	name  string // ClickHouse table
+	// timeColumn picks the month partition (PARTITION BY toYYYYMM(it)).
+	timeColumn string
 	// compacted topics use null values as deletes (tombstones): skipped.
 	compacted bool
 	// newRows returns an empty, reusable column set for one batch.
@@ -46,10 +48,10 @@ type rows interface {
 
 // tables lists what the sink writes, by topic name without prefix.
 var tables = []table{
-	{topic: ktopics.Usage, name: "usage_events", newRows: func() rows { return newColumns(usageColumns, events.DecodeUsage, usageTime) }},
-	{topic: ktopics.GPU, name: "gpu_samples", newRows: func() rows { return newColumns(gpuColumns, events.DecodeGPUSample, gpuTime) }},
-	{topic: ktopics.Anomalies, name: "anomalies", newRows: func() rows { return newColumns(anomalyColumns, events.DecodeAnomaly, anomalyTime) }},
-	{topic: ktopics.Verdicts, name: "verdicts", compacted: true, newRows: func() rows { return newColumns(verdictColumns, events.DecodeVerdict, verdictTime) }},
+	{topic: ktopics.Usage, name: "usage_events", timeColumn: "occurred_at", newRows: func() rows { return newColumns(usageColumns, events.DecodeUsageInto, usageTime) }},
+	{topic: ktopics.GPU, name: "gpu_samples", timeColumn: "occurred_at", newRows: func() rows { return newColumns(gpuColumns, events.DecodeGPUSampleInto, gpuTime) }},
+	{topic: ktopics.Anomalies, name: "anomalies", timeColumn: "detected_at", newRows: func() rows { return newColumns(anomalyColumns, events.DecodeAnomalyInto, anomalyTime) }},
+	{topic: ktopics.Verdicts, name: "verdicts", timeColumn: "issued_at", compacted: true, newRows: func() rows { return newColumns(verdictColumns, events.DecodeVerdictInto, verdictTime) }},
 }
 
 func usageTime(u *events.Usage) time.Time     { return u.OccurredAt }
@@ -64,7 +66,7 @@ type validator interface{ Validate() error }
 // row by row and handed to clickhouse-go whole (no per-cell boxing).
 type columns[T validator] struct {
 	cols    []column[T]
-	decodeF func([]byte) (T, error)
+	decodeF func([]byte, *T) error
 	timeF   func(*T) time.Time
 	pending T
 	n       int
@@ -73,25 +75,23 @@ type columns[T validator] struct {
 	offsets    []int64
 }
 
-func newColumns[T validator](defs func() []column[T], decode func([]byte) (T, error), at func(*T) time.Time) *columns[T] {
+func newColumns[T validator](defs func() []column[T], decode func([]byte, *T) error, at func(*T) time.Time) *columns[T] {
 	return &columns[T]{cols: defs(), decodeF: decode, timeF: at}
 }
 
 func (c *columns[T]) decode(value []byte) (time.Time, error) {
-	v, err := c.decodeF(value)
-	if err != nil {
+	if err := c.decodeF(value, &c.pending); err != nil {
 		return time.Time{}, err
 	}
-	if err := v.Validate(); err != nil {
+	if err := c.pending.Validate(); err != nil {
 		return time.Time{}, err
 	}
 	for _, col := range c.cols {
-		if err := col.check(&v); err != nil {
+		if err := col.check(&c.pending); err != nil {
 			return time.Time{}, err
 		}
 	}
-	c.pending = v
-	return c.timeF(&v), nil
+	return c.timeF(&c.pending), nil
 }
 
 func (c *columns[T]) add(partition int32, offset int64) {
@@ -171,6 +171,31 @@ func mk[T, V any](name string, get func(*T) V) column[T] {
 	return &col[T, V]{n: name, get: get}
 }
 
+// lowCard is a string column whose values repeat (team, model, status...):
+// each distinct value is kept once, so a batch holds one pointer per cell
+// instead of one allocation per cell, and the decoded copies die young.
+func lowCard[T any](name string, get func(*T) string) column[T] {
+	in := &interner{m: make(map[string]string, 64)}
+	return &col[T, string]{n: name, get: func(v *T) string { return in.intern(get(v)) }}
+}
+
+// maxInterned bounds an interner: a column that turns out not to repeat
+// starts over instead of growing without end.
+const maxInterned = 4096
+
+type interner struct{ m map[string]string }
+
+func (in *interner) intern(s string) string {
+	if v, ok := in.m[s]; ok {
+		return v
+	}
+	if len(in.m) >= maxInterned {
+		clear(in.m)
+	}
+	in.m[s] = s
+	return s
+}
+
 // dateTime is a DateTime column; values outside its range are refused.
 func dateTime[T any](name string, get func(*T) time.Time) column[T] {
 	return &col[T, time.Time]{n: name, get: get, ok: func(t time.Time) error {
@@ -213,22 +238,22 @@ func usageColumns() []column[events.Usage] {
 		dateTime("occurred_at", func(u *U) time.Time { return u.OccurredAt }),
 		mk("occurred_at_nanos", func(u *U) uint32 { return uint32(u.OccurredAt.Nanosecond()) }),
 		dateTime("received_at", func(u *U) time.Time { return u.ReceivedAt }),
-		mk("org", func(u *U) string { return u.Attribution.Org }),
-		mk("team", func(u *U) string { return u.Attribution.Team }),
-		mk("app", func(u *U) string { return u.Attribution.App }),
-		mk("env", func(u *U) string { return u.Attribution.Env }),
-		mk("user", func(u *U) string { return u.Attribution.User }),
-		mk("customer", func(u *U) string { return u.Attribution.Customer }),
-		mk("feature", func(u *U) string { return u.Attribution.Feature }),
-		mk("virtual_key_id", func(u *U) string { return u.Attribution.VirtualKeyID }),
+		lowCard("org", func(u *U) string { return u.Attribution.Org }),
+		lowCard("team", func(u *U) string { return u.Attribution.Team }),
+		lowCard("app", func(u *U) string { return u.Attribution.App }),
+		lowCard("env", func(u *U) string { return u.Attribution.Env }),
+		lowCard("user", func(u *U) string { return u.Attribution.User }),
+		lowCard("customer", func(u *U) string { return u.Attribution.Customer }),
+		lowCard("feature", func(u *U) string { return u.Attribution.Feature }),
+		lowCard("virtual_key_id", func(u *U) string { return u.Attribution.VirtualKeyID }),
 		mk("agent_run_id", func(u *U) string { return u.Attribution.AgentRunID }),
 		u32("agent_step", func(u *U) int64 { return clamp32(int64(u.Attribution.AgentStep)) }),
 		mk("tag_keys", func(u *U) []string { k, _ := sortedTags(u.Attribution.Tags); return k }),
 		mk("tag_values", func(u *U) []string { _, v := sortedTags(u.Attribution.Tags); return v }),
-		mk("provider", func(u *U) string { return u.Provider }),
-		mk("requested_model", func(u *U) string { return u.RequestedModel }),
-		mk("served_model", func(u *U) string { return u.ServedModel }),
-		mk("route", func(u *U) string { return u.Route }),
+		lowCard("provider", func(u *U) string { return u.Provider }),
+		lowCard("requested_model", func(u *U) string { return u.RequestedModel }),
+		lowCard("served_model", func(u *U) string { return u.ServedModel }),
+		lowCard("route", func(u *U) string { return u.Route }),
 		unsigned("input_tokens", func(u *U) int64 { return u.Tokens.Input }),
 		unsigned("cached_input_tokens", func(u *U) int64 { return u.Tokens.CachedInput }),
 		unsigned("cache_write_5m_tokens", func(u *U) int64 { return u.Tokens.CacheWrite5m }),
@@ -236,12 +261,12 @@ func usageColumns() []column[events.Usage] {
 		unsigned("output_tokens", func(u *U) int64 { return u.Tokens.Output }),
 		unsigned("reasoning_tokens", func(u *U) int64 { return u.Tokens.Reasoning }),
 		mk("cost_nano_usd", func(u *U) int64 { return u.Cost.TotalNanoUSD }),
-		mk("price_version", func(u *U) string { return u.Cost.PriceVersion }),
+		lowCard("price_version", func(u *U) string { return u.Cost.PriceVersion }),
 		mk("estimated", func(u *U) uint8 { return flag(u.Cost.Estimated) }),
 		mk("unpriced", func(u *U) uint8 { return flag(u.Cost.Unpriced) }),
 		u32("latency_ms", func(u *U) int64 { return clamp32(u.LatencyMS) }),
 		u32("ttft_ms", func(u *U) int64 { return clamp32(u.TTFTMS) }),
-		mk("status", func(u *U) string { return string(u.Status) }),
+		lowCard("status", func(u *U) string { return string(u.Status) }),
 		mk("stream", func(u *U) uint8 { return flag(u.Stream) }),
 		mk("prompt_fingerprint", func(u *U) string { return u.PromptFingerprint }),
 		mk("error", func(u *U) string { return u.Error }),
@@ -272,15 +297,15 @@ func gpuColumns() []column[events.GPUSample] {
 		mk("id", func(g *G) string { return g.ID }),
 		dateTime("occurred_at", func(g *G) time.Time { return g.OccurredAt }),
 		mk("occurred_at_nanos", func(g *G) uint32 { return uint32(g.OccurredAt.Nanosecond()) }),
-		mk("node", func(g *G) string { return g.Node }),
+		lowCard("node", func(g *G) string { return g.Node }),
 		mk("gpu_uuid", func(g *G) string { return g.GPUUUID }),
 		mk("gpu_index", func(g *G) uint16 { return uint16(g.GPUIndex) }),
-		mk("gpu_model", func(g *G) string { return g.GPUModel }),
-		mk("mig_profile", func(g *G) string { return g.MIGProfile }),
+		lowCard("gpu_model", func(g *G) string { return g.GPUModel }),
+		lowCard("mig_profile", func(g *G) string { return g.MIGProfile }),
 		mk("mig_instance", func(g *G) string { return g.MIGInstance }),
-		mk("team", func(g *G) string { return g.Attribution.Team }),
-		mk("app", func(g *G) string { return g.Attribution.App }),
-		mk("namespace", func(g *G) string { return g.Attribution.Namespace }),
+		lowCard("team", func(g *G) string { return g.Attribution.Team }),
+		lowCard("app", func(g *G) string { return g.Attribution.App }),
+		lowCard("namespace", func(g *G) string { return g.Attribution.Namespace }),
 		mk("pod", func(g *G) string { return g.Attribution.Pod }),
 		mk("container", func(g *G) string { return g.Attribution.Container }),
 		u32("interval_ms", func(g *G) int64 { return clamp32(g.IntervalMS) }),
@@ -295,8 +320,8 @@ func gpuColumns() []column[events.GPUSample] {
 		mk("energy_joules", func(g *G) float64 { return g.EnergyJoules }),
 		mk("cost_nano_usd", func(g *G) int64 { return g.CostNanoUSD }),
 		mk("idle_cost_nano_usd", func(g *G) int64 { return g.IdleCostNanoUSD }),
-		mk("price_version", func(g *G) string { return g.PriceVersion }),
-		mk("source", func(g *G) string { return string(g.Source) }),
+		lowCard("price_version", func(g *G) string { return g.PriceVersion }),
+		lowCard("source", func(g *G) string { return string(g.Source) }),
 	}
 }
 
