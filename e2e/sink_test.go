@@ -143,7 +143,9 @@ func TestSinkExactlyOnceThroughKillsAndRebalances(t *testing.T) {
 	// Two hours of event time across a month end: batches must cut there.
 	start := time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)
 	produced := make(chan producedStream, 1)
-	go func() { produced <- r.produceWithBadRecords(n, 100_000, 10_000, start, 2*time.Hour, 500*time.Millisecond) }()
+	go func() {
+		produced <- r.produceWithBadRecords(n, 100_000, 10_000, start, 2*time.Hour, 500*time.Millisecond)
+	}()
 
 	a := startSink(t, r.cfgFile)
 	var b *sinkProc
@@ -237,7 +239,9 @@ func TestSinkSurvivesClickHouseOutage(t *testing.T) {
 	r := newSinkRig(t, "  batch_interval: 500ms\n  session_timeout: 6s\n  insert_timeout: 10s\n")
 	start := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 	produced := make(chan producedStream, 1)
-	go func() { produced <- r.produceWithBadRecords(n, 20_000, 50_000, start, time.Hour, 2500*time.Millisecond) }()
+	go func() {
+		produced <- r.produceWithBadRecords(n, 20_000, 50_000, start, time.Hour, 2500*time.Millisecond)
+	}()
 	s := startSink(t, r.cfgFile)
 
 	time.Sleep(4 * time.Second)
