@@ -3,6 +3,7 @@ package sink_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -148,8 +149,8 @@ func TestSinkWritesEveryTopicAndDeadLettersTheRest(t *testing.T) {
 	for i, b := range bad {
 		recs = append(recs[:100*(i+1)], append([]*kgo.Record{b}, recs[100*(i+1):]...)...)
 	}
-	for i := 0; i < 30; i++ {
-		recs = append(recs, sinktest.Record(f.names.GPU(), fmt.Sprint(i%8), sinktest.GPU(i, at)))
+	for i := 0; i < 600; i++ { // 8 GPUs every 10 s, across the month end
+		recs = append(recs, sinktest.Record(f.names.GPU(), fmt.Sprint(i%8), sinktest.GPU(i, at.Add(time.Duration(i/8)*10*time.Second))))
 	}
 	for i := 0; i < 12; i++ {
 		recs = append(recs, sinktest.Record(f.names.Anomalies(), "team", sinktest.Anomaly(i, at)))
@@ -162,7 +163,7 @@ func TestSinkWritesEveryTopicAndDeadLettersTheRest(t *testing.T) {
 	f.start(t, fastConfig(), reg)
 
 	f.waitCount(t, "SELECT count() FROM {db}.usage_events", 1000, 60*time.Second)
-	f.waitCount(t, "SELECT count() FROM {db}.gpu_samples", 30, 10*time.Second)
+	f.waitCount(t, "SELECT count() FROM {db}.gpu_samples", 600, 10*time.Second)
 	f.waitCount(t, "SELECT count() FROM {db}.anomalies", 12, 10*time.Second)
 	f.waitCount(t, "SELECT count() FROM {db}.verdicts", 12, 10*time.Second)
 	if got := f.count(t, "SELECT toUInt64(sum(cost_nano_usd)) FROM {db}.usage_events"); int64(got) != wantCost {
@@ -176,6 +177,16 @@ func TestSinkWritesEveryTopicAndDeadLettersTheRest(t *testing.T) {
 	}
 	// The rollup part is written right after the raw part of each INSERT.
 	f.waitCount(t, "SELECT toUInt64(sum(requests)) FROM {db}.usage_minute", 1000, 10*time.Second)
+
+	f.waitCount(t, "SELECT toUInt64(sum(samples)) FROM {db}.gpu_day", 600, 10*time.Second)
+	for _, r := range []struct{ table, bucket string }{{"gpu_minute", "toStartOfMinute"}, {"gpu_hour", "toStartOfHour"}, {"gpu_day", "toStartOfDay"}} {
+		f.sameAggregates(t, r.table,
+			"SELECT bucket, team, app, namespace, node, gpu_model, sum(samples), sum(gpu_ms), sum(util_ms), sum(idle_ms), sum(cost_nano_usd), sum(idle_cost_nano_usd) FROM {db}."+r.table+
+				" GROUP BY bucket, team, app, namespace, node, gpu_model ORDER BY bucket, team, app, namespace, node, gpu_model",
+			"SELECT "+r.bucket+"(occurred_at) AS bucket, team, app, namespace, node, gpu_model, toUInt64(count()), sum(toUInt64(interval_ms)), sum(gpu_util * interval_ms), "+
+				"sum((1 - if(gr_engine_active > 0, gr_engine_active, gpu_util)) * interval_ms), sum(cost_nano_usd), sum(idle_cost_nano_usd) FROM {db}.gpu_samples"+
+				" GROUP BY bucket, team, app, namespace, node, gpu_model ORDER BY bucket, team, app, namespace, node, gpu_model")
+	}
 
 	// Every bad record is in the dead-letter topic, with its reason and source.
 	dl := f.readDeadLetters(t, len(bad))
@@ -261,6 +272,50 @@ func TestSinkRebalanceKeepsExactlyOnce(t *testing.T) {
 	stopB()
 	if got := f.count(t, "SELECT uniqExact(id) FROM {db}.usage_events"); got != uint64(total) {
 		t.Fatalf("%d distinct ids, want %d", got, total)
+	}
+}
+
+// gpuRow is one group of a GPU rollup.
+type gpuRow struct {
+	bucket                            time.Time
+	team, app, namespace, node, model string
+	samples, gpuMS                    uint64
+	utilMS, idleMS                    float64
+	cost, idleCost                    int64
+}
+
+// sameAggregates compares a rollup's groups with the raw table's: integers
+// exactly, utilisation-weighted sums to 1e-9 relative (float sums depend on
+// the order ClickHouse adds them in).
+func (f *fixture) sameAggregates(t *testing.T, table, rollupQ, rawQ string) {
+	t.Helper()
+	read := func(q string) []gpuRow {
+		rows, err := f.ch.Query(context.Background(), strings.ReplaceAll(q, "{db}", f.chcfg.Database))
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		defer rows.Close()
+		var out []gpuRow
+		for rows.Next() {
+			var r gpuRow
+			if err := rows.Scan(&r.bucket, &r.team, &r.app, &r.namespace, &r.node, &r.model, &r.samples, &r.gpuMS, &r.utilMS, &r.idleMS, &r.cost, &r.idleCost); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	got, want := read(rollupQ), read(rawQ)
+	if len(got) != len(want) || len(got) == 0 {
+		t.Fatalf("%s: %d groups, raw table gives %d", table, len(got), len(want))
+	}
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.bucket != w.bucket || g.team != w.team || g.app != w.app || g.namespace != w.namespace || g.node != w.node || g.model != w.model ||
+			g.samples != w.samples || g.gpuMS != w.gpuMS || g.cost != w.cost || g.idleCost != w.idleCost || !near(g.utilMS, w.utilMS) || !near(g.idleMS, w.idleMS) {
+			t.Errorf("%s group %d: %+v, raw table gives %+v", table, i, g, w)
+		}
 	}
 }
 

@@ -94,7 +94,7 @@ func GPU(i int, at time.Time) events.GPUSample {
 		Schema: events.SchemaGPU, ID: events.NewID(at), OccurredAt: at,
 		Node: fmt.Sprintf("gpu-node-%d", i%3), GPUUUID: fmt.Sprintf("GPU-%08d", i%8), GPUIndex: i % 8,
 		GPUModel: "NVIDIA H100 80GB HBM3", Attribution: events.Workload{Team: teams[i%len(teams)], Namespace: "inference"},
-		IntervalMS: 10000, GPUUtil: 0.5, GrEngineActive: 0.25, FBUsedBytes: 1 << 30, FBFreeBytes: 1 << 30,
+		IntervalMS: 10000, GPUUtil: float64(i%11) / 10, GrEngineActive: float64(i%5) / 8, FBUsedBytes: 1 << 30, FBFreeBytes: 1 << 30,
 		PowerWatts: 300, EnergyJoules: 3000, CostNanoUSD: 11111111, IdleCostNanoUSD: 8333333,
 		PriceVersion: "test-2026-11-01", Source: events.GPUSource("dcgm-exporter"),
 	}
