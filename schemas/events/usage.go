@@ -34,17 +34,17 @@ type Usage struct {
 
 // Attribution says who a call is charged to. Every field is optional.
 type Attribution struct {
-	Org          string            `json:"org,omitempty"`
-	Team         string            `json:"team,omitempty"`
-	App          string            `json:"app,omitempty"`
-	Env          string            `json:"env,omitempty"`
-	User         string            `json:"user,omitempty"`
-	Customer     string            `json:"customer,omitempty"`
-	Feature      string            `json:"feature,omitempty"`
-	VirtualKeyID string            `json:"virtual_key_id,omitempty"`
-	AgentRunID   string            `json:"agent_run_id,omitempty"`
-	AgentStep    int               `json:"agent_step,omitempty"` // 1-based step within the agent run
-	Tags         Tags              `json:"tags,omitempty"`
+	Org          string `json:"org,omitempty"`
+	Team         string `json:"team,omitempty"`
+	App          string `json:"app,omitempty"`
+	Env          string `json:"env,omitempty"`
+	User         string `json:"user,omitempty"`
+	Customer     string `json:"customer,omitempty"`
+	Feature      string `json:"feature,omitempty"`
+	VirtualKeyID string `json:"virtual_key_id,omitempty"`
+	AgentRunID   string `json:"agent_run_id,omitempty"`
+	AgentStep    int    `json:"agent_step,omitempty"` // 1-based step within the agent run
+	Tags         Tags   `json:"tags,omitempty"`
 }
 
 // Tags are free-form key=value attribution labels.
