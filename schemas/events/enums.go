@@ -53,12 +53,14 @@ type Detector string
 const (
 	DetectorMAD  Detector = "mad"  // median absolute deviation
 	DetectorEWMA Detector = "ewma" // exponentially weighted moving average
+	// DetectorThreshold is a fixed rule, e.g. a GPU under 10 % busy for 10 minutes.
+	DetectorThreshold Detector = "threshold"
 )
 
 // Valid reports whether d is a known detector.
 func (d Detector) Valid() bool { return oneOf(string(d), detectorValues) }
 
-const detectorValues = "mad|ewma"
+const detectorValues = "mad|ewma|threshold"
 
 // Severity ranks an anomaly for alert routing.
 type Severity string

@@ -12,10 +12,27 @@ type Spend struct {
 	WindowStart  time.Time    `json:"window_start"`
 	WindowEnd    time.Time    `json:"window_end"` // exclusive
 	DeltaNanoUSD int64        `json:"delta_nano_usd"`
-	DeltaTokens  int64        `json:"delta_tokens"` // sum of Tokens.Total
-	Events       int64        `json:"events"`       // input events counted
+	DeltaTokens  int64        `json:"delta_tokens"`           // sum of Tokens.Total
+	Events       int64        `json:"events"`                 // input events counted
+	InputTokens  int64        `json:"input_tokens,omitempty"` // input tokens of every category (the meter's average-prompt-size anomalies use it)
+	Errors       int64        `json:"errors,omitempty"`       // events with status upstream_error
 	Source       *SourceRange `json:"source,omitempty"`
+	Run          *RunStats    `json:"run,omitempty"` // set on agent_run=<id> subjects: the run so far
 	ProducedAt   time.Time    `json:"produced_at"`
+}
+
+// RunStats is an agent run as the meter has seen it so far (cumulative, not
+// a delta): what the killswitch's loop rules decide on.
+type RunStats struct {
+	Calls          int64     `json:"calls"`
+	Tokens         int64     `json:"tokens"`
+	CostNanoUSD    int64     `json:"cost_nano_usd"`
+	MaxStep        int       `json:"max_step"`                  // highest attribution.agent_step seen
+	FirstAt        time.Time `json:"first_at"`                  // event time of the first call
+	LastAt         time.Time `json:"last_at"`                   // event time of the latest call
+	CallsLastMin   int64     `json:"calls_last_minute"`         // calls in the minute of event time up to last_at
+	MaxRepeats     int64     `json:"max_repeats"`               // most calls with one prompt fingerprint
+	RepeatedPrompt string    `json:"repeated_prompt,omitempty"` // that fingerprint
 }
 
 // SourceRange names the input records a Spend counted, for audits and replay.
@@ -29,7 +46,12 @@ type SourceRange struct {
 // SchemaName returns "spend.v1".
 func (Spend) SchemaName() string { return SchemaSpend }
 
-func (s *Spend) normalize() { utc(&s.WindowStart, &s.WindowEnd, &s.ProducedAt) }
+func (s *Spend) normalize() {
+	utc(&s.WindowStart, &s.WindowEnd, &s.ProducedAt)
+	if s.Run != nil {
+		utc(&s.Run.FirstAt, &s.Run.LastAt)
+	}
+}
 
 // Validate reports every problem with s.
 func (s Spend) Validate() error {
@@ -39,7 +61,26 @@ func (s Spend) Validate() error {
 	c.window("window_start", "window_end", s.WindowStart, s.WindowEnd)
 	c.nonNegative("delta_nano_usd", s.DeltaNanoUSD)
 	c.nonNegative("delta_tokens", s.DeltaTokens)
-	c.positive("events", s.Events)
+	if s.Run == nil {
+		c.positive("events", s.Events)
+	} else {
+		c.nonNegative("events", s.Events)
+	}
+	c.nonNegative("input_tokens", s.InputTokens)
+	c.nonNegative("errors", s.Errors)
+	if s.Errors > s.Events {
+		c.addf("errors", "must be <= events (%d), got %d", s.Events, s.Errors)
+	}
+	if r := s.Run; r != nil {
+		c.nonNegative("run.calls", r.Calls)
+		c.nonNegative("run.tokens", r.Tokens)
+		c.nonNegative("run.cost_nano_usd", r.CostNanoUSD)
+		c.time("run.first_at", r.FirstAt)
+		c.time("run.last_at", r.LastAt)
+		if r.LastAt.Before(r.FirstAt) {
+			c.addf("run.last_at", "must not be before run.first_at")
+		}
+	}
 	if r := s.Source; r != nil {
 		c.required("source.topic", r.Topic)
 		c.nonNegative("source.partition", int64(r.Partition))

@@ -91,7 +91,7 @@ func TestValidate(t *testing.T) {
 	a.Detector, a.Severity, a.Metric = "zscore", "", ""
 	f(a,
 		`anomaly.v1: metric: must not be empty`,
-		`anomaly.v1: detector: unknown detector "zscore" (want mad|ewma)`,
+		`anomaly.v1: detector: unknown detector "zscore" (want mad|ewma|threshold)`,
 		`anomaly.v1: severity: unknown severity "" (want info|warning|critical)`,
 	)
 

@@ -36,6 +36,10 @@ const (
 	// DeadLetter holds records the sink could not decode or validate, each
 	// with the error and its source topic, partition and offset in headers.
 	DeadLetter = "dead-letter.v1"
+	// MeterState is the meter's changelog: agent runs, GPU idle counters
+	// and anomaly detector state, written in the meter's transactions and
+	// read back when a meter replica takes a partition over.
+	MeterState = "meter-state.v1"
 )
 
 func deleteAfter(d time.Duration) map[string]string {
@@ -72,6 +76,8 @@ func Catalog() []Topic {
 			Partitions: 3, ReplicationFactor: 3, Configs: compacted()},
 		{Name: DeadLetter, Key: "the source record's key", WrittenBy: "sink", ReadBy: "people fixing producers",
 			Partitions: 3, ReplicationFactor: 3, Configs: deleteAfter(30 * day)},
+		{Name: MeterState, Key: "stage/input partition/state key; partition = the input partition", WrittenBy: "meter (transactional)", ReadBy: "meter restore",
+			Partitions: 12, ReplicationFactor: 3, Configs: compacted()},
 	}
 }
 
@@ -102,6 +108,7 @@ func (n Names) Anomalies() string   { return n.prefix + Anomalies }
 func (n Names) BudgetState() string { return n.prefix + BudgetState }
 func (n Names) Verdicts() string    { return n.prefix + Verdicts }
 func (n Names) DeadLetter() string  { return n.prefix + DeadLetter }
+func (n Names) MeterState() string  { return n.prefix + MeterState }
 
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))

@@ -26,8 +26,9 @@ func TestCatalogMatchesDesign(t *testing.T) {
 	f(BudgetState, "compact", "")
 	f(Verdicts, "compact", "")
 	f(DeadLetter, "delete", "2592000000")
-	if n := len(Catalog()); n != 7 {
-		t.Errorf("catalog has %d topics, want 7", n)
+	f(MeterState, "compact", "")
+	if n := len(Catalog()); n != 8 {
+		t.Errorf("catalog has %d topics, want 8", n)
 	}
 	if _, err := Lookup("nope.v1"); err == nil {
 		t.Error("Lookup of an unknown topic succeeded")
