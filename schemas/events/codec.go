@@ -91,6 +91,9 @@ func DecodeGPUSampleInto(b []byte, g *GPUSample) error { return decodeInto[GPUSa
 // DecodeAnomalyInto is DecodeUsageInto for anomaly.v1.
 func DecodeAnomalyInto(b []byte, a *Anomaly) error { return decodeInto[Anomaly](b, a) }
 
+// DecodeSpendInto is DecodeUsageInto for spend.v1.
+func DecodeSpendInto(b []byte, s *Spend) error { return decodeInto[Spend](b, s) }
+
 // DecodeVerdictInto is DecodeUsageInto for verdict.v1.
 func DecodeVerdictInto(b []byte, v *Verdict) error { return decodeInto[Verdict](b, v) }
 

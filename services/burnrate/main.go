@@ -32,7 +32,7 @@ func commands() []command {
 	return []command{
 		{name: "ingress", summary: "OpenAI/Anthropic-compatible gateway and usage collector", run: runIngress},
 		{name: "sink", summary: "exactly-once Kafka → ClickHouse writer", run: runSink},
-		{name: "meter", summary: "streaming spend, agent runs and anomalies", pending: "the Meter issue"},
+		{name: "meter", summary: "streaming spend, agent runs and anomalies", run: runMeter},
 		{name: "killswitch", summary: "budgets, leases and loop breaker → verdicts", pending: "the Kill-switch issue"},
 		{name: "gpu-agent", summary: "DCGM / dcgm-exporter / NVML GPU telemetry and cost", pending: "the GPU agent issue"},
 		{name: "migrate", summary: "create or upgrade the ClickHouse schema (idempotent)", run: runMigrate},

@@ -28,6 +28,7 @@ import (
 
 	"github.com/burnrate/burnrate/schemas/clickhouse"
 	"github.com/burnrate/burnrate/services/ingress"
+	"github.com/burnrate/burnrate/services/meter"
 	"github.com/burnrate/burnrate/services/sink"
 	"github.com/burnrate/burnrate/streams/kclient"
 )
@@ -41,7 +42,7 @@ type File struct {
 	Prices     Prices            `yaml:"prices"`
 	Ingress    ingress.Config    `yaml:"ingress"`
 	Sink       sink.Config       `yaml:"sink"`
-	Meter      Meter             `yaml:"meter"`
+	Meter      meter.Config      `yaml:"meter"`
 	Killswitch Killswitch        `yaml:"killswitch"`
 	GPUAgent   GPUAgent          `yaml:"gpu_agent"`
 }
@@ -111,7 +112,7 @@ func Default() File {
 		Prices:     Prices{ReloadInterval: 10 * time.Second},
 		Ingress:    ingress.DefaultConfig(),
 		Sink:       sink.DefaultConfig(),
-		Meter:      Meter{FlushInterval: 250 * time.Millisecond},
+		Meter:      meter.DefaultConfig(),
 		Killswitch: Killswitch{AdminListen: "127.0.0.1:8081"},
 		GPUAgent:   GPUAgent{Source: "auto", ExporterURL: "http://127.0.0.1:9400/metrics", Interval: 10 * time.Second},
 	}

@@ -11,21 +11,6 @@ import (
 // next to its service (as ingress.Config did) when that service is written:
 // the type, its Validate and its line in Default.
 
-// Meter configures the streaming spend aggregator.
-type Meter struct {
-	// FlushInterval is how often window totals are published to spend.v1;
-	// it bounds how late the killswitch sees spend.
-	FlushInterval time.Duration `yaml:"flush_interval"`
-}
-
-// Validate names the bad field relative to the meter section.
-func (m Meter) Validate() error {
-	if m.FlushInterval <= 0 {
-		return fmt.Errorf("flush_interval: %s must be > 0", m.FlushInterval)
-	}
-	return nil
-}
-
 // Killswitch configures the budget and loop-breaker service.
 type Killswitch struct {
 	// PoliciesFile holds budgets and loop rules; empty: no policies, so

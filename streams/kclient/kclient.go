@@ -80,3 +80,18 @@ func tlsConfig(c TLS) (*tls.Config, error) {
 	}
 	return tc, nil
 }
+
+// NewGroupTransactSession is New for a transactional consumer group
+// (kgo.GroupTransactSession): consume, produce and commit offsets in one
+// Kafka transaction.
+func NewGroupTransactSession(cfg Config, service string, extra ...kgo.Opt) (*kgo.GroupTransactSession, error) {
+	opts, err := Options(cfg, service)
+	if err != nil {
+		return nil, err
+	}
+	s, err := kgo.NewGroupTransactSession(append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka transactional session: %w", err)
+	}
+	return s, nil
+}
