@@ -348,6 +348,7 @@ type spendHandler struct {
 	m     *metrics
 	parts map[tp]*spendPartition
 	subj  []string
+	cache subjectCache
 	u     events.Usage
 	g     events.GPUSample
 }
@@ -410,7 +411,7 @@ func (h *spendHandler) process(r *kgo.Record, _ time.Time) {
 			h.m.invalid.WithLabelValues("usage").Inc()
 			return
 		}
-		h.subj = usageSubjects(h.subj[:0], &h.u, h.cfg.Combinations)
+		h.subj = h.cache.subjects(h.subj[:0], &h.u, h.cfg.Combinations)
 		late = p.addUsage(&h.u, r.Offset, h.cfg, h.subj)
 	}
 	if late {
@@ -450,6 +451,15 @@ func (h *spendHandler) flush(now time.Time) []*kgo.Record {
 		runs += len(p.runs)
 	}
 	h.m.runs.Set(float64(runs))
+	var newest time.Time
+	for _, p := range h.parts {
+		if p.maxEvent.After(newest) {
+			newest = p.maxEvent
+		}
+	}
+	if !newest.IsZero() {
+		h.m.watermarkLag.Set(now.Sub(newest).Seconds())
+	}
 	return out
 }
 

@@ -13,6 +13,7 @@ type metrics struct {
 	restores       *prometheus.CounterVec
 	restoreSeconds *prometheus.HistogramVec
 	runs           prometheus.Gauge
+	watermarkLag   prometheus.Gauge
 	openWindows    prometheus.Gauge
 }
 
@@ -46,12 +47,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		runs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "burnrate_meter_tracked_runs", Help: "Agent runs tracked.",
 		}),
+		watermarkLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "burnrate_meter_watermark_lag_seconds", Help: "Wall clock minus the newest event time the spend stage has seen (its watermark before allowed lateness).",
+		}),
 		openWindows: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "burnrate_meter_open_windows", Help: "Subject windows open in the anomaly stage.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.late, m.invalid, m.anomalies, m.commits, m.aborts, m.restores, m.restoreSeconds, m.runs, m.openWindows)
+		reg.MustRegister(m.events, m.late, m.invalid, m.anomalies, m.commits, m.aborts, m.restores, m.restoreSeconds, m.runs, m.watermarkLag, m.openWindows)
 	}
 	return m
 }

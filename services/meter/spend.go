@@ -79,31 +79,87 @@ func usageValue(u *events.Usage, key string) string {
 // each attribution key that is set, the configured combinations whose keys
 // are all set, and the agent run.
 func usageSubjects(dst []string, u *events.Usage, combos [][]string) []string {
+	return (*subjectCache)(nil).subjects(dst, u, combos)
+}
+
+// maxCachedSubjects bounds a subjectCache; past it the cache starts over.
+const maxCachedSubjects = 1 << 16
+
+// subjectCache keeps the subject strings already built ("team=payments"),
+// so a steady stream of events allocates none. A nil cache builds each time.
+type subjectCache struct {
+	single map[string]map[string]string // key → value → subject
+	combo  map[string]string            // "k=v,k=v" built in buf → the kept string
+	n      int
+	buf    []byte
+}
+
+func (c *subjectCache) one(k, v string) string {
+	if c == nil {
+		return k + "=" + subjectValue(v)
+	}
+	if c.n >= maxCachedSubjects || c.single == nil {
+		c.single, c.combo, c.n = map[string]map[string]string{}, map[string]string{}, 0
+	}
+	m := c.single[k]
+	if m == nil {
+		m = map[string]string{}
+		c.single[k] = m
+	}
+	s, ok := m[v]
+	if !ok {
+		s = k + "=" + subjectValue(v)
+		m[v] = s
+		c.n++
+	}
+	return s
+}
+
+func (c *subjectCache) subjects(dst []string, u *events.Usage, combos [][]string) []string {
 	for _, k := range subjectKeys {
 		if v := usageValue(u, k); v != "" {
-			dst = append(dst, k+"="+subjectValue(v))
+			dst = append(dst, c.one(k, v))
 		}
 	}
-	var b strings.Builder
+	var buf []byte
+	if c != nil {
+		buf = c.buf[:0]
+		if c.combo == nil {
+			c.single, c.combo, c.n = map[string]map[string]string{}, map[string]string{}, 0
+		}
+	}
 combos:
 	for _, combo := range combos {
-		b.Reset()
+		buf = buf[:0]
 		for i, k := range combo {
 			v := usageValue(u, k)
 			if v == "" {
 				continue combos
 			}
 			if i > 0 {
-				b.WriteByte(',')
+				buf = append(buf, ',')
 			}
-			b.WriteString(k)
-			b.WriteByte('=')
-			b.WriteString(subjectValue(v))
+			buf = append(buf, k...)
+			buf = append(buf, '=')
+			buf = append(buf, subjectValue(v)...)
 		}
-		dst = append(dst, b.String())
+		if c == nil {
+			dst = append(dst, string(buf))
+			continue
+		}
+		s, ok := c.combo[string(buf)] // no allocation for the lookup
+		if !ok {
+			s = string(buf)
+			c.combo[s] = s
+			c.n++
+		}
+		dst = append(dst, s)
+	}
+	if c != nil {
+		c.buf = buf
 	}
 	if id := u.Attribution.AgentRunID; id != "" {
-		dst = append(dst, "agent_run="+subjectValue(id))
+		dst = append(dst, "agent_run="+subjectValue(id)) // runs are many and short: not cached
 	}
 	return dst
 }
