@@ -1,10 +1,13 @@
 package events
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/segmentio/encoding/json"
 )
 
 func TestDecodeErrorsNameTheTopic(t *testing.T) {
@@ -98,5 +101,24 @@ func TestSchemaJSON(t *testing.T) {
 	}
 	if _, err := SchemaJSON("usage.v0"); err == nil {
 		t.Error("SchemaJSON(usage.v0) succeeded")
+	}
+}
+
+func TestTagsDecodeLikeTheJSONLibrary(t *testing.T) {
+	for _, in := range []string{
+		`{}`, `{"a":"b"}`, ` { "a" : "b" , "c":"" } `, `{"a":"b","a":"c"}`, `{"esc":"x\"y"}`, `{"u":"\u00e9"}`,
+		`{"a":1}`, `{"a":"b",}`, `{"a" "b"}`, `{"a":"b"`, `["a"]`, `{"a":"b"} x`, "{\"bad\":\"\xff\"}", `null`,
+	} {
+		var got Tags
+		gotErr := got.UnmarshalJSON([]byte(in))
+		var want map[string]string
+		wantErr := json.Unmarshal([]byte(in), &want)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("%s: error %v, the JSON library says %v", in, gotErr, wantErr)
+			continue
+		}
+		if gotErr == nil && fmt.Sprint(map[string]string(got)) != fmt.Sprint(want) {
+			t.Errorf("%s: %v, the JSON library gives %v", in, got, want)
+		}
 	}
 }

@@ -50,11 +50,16 @@ type Attribution struct {
 // Tags are free-form key=value attribution labels.
 type Tags map[string]string
 
-// UnmarshalJSON decodes into a map sized for a handful of tags: the JSON
-// library would otherwise allocate room for 64 on every event.
+// UnmarshalJSON decodes into a map sized for a handful of tags (the JSON
+// library would allocate room for 64 on every event), reading the common
+// case, a flat object of plain strings, directly.
 func (t *Tags) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		*t = nil
+		return nil
+	}
+	if m, ok := flatStrings(b); ok {
+		*t = m
 		return nil
 	}
 	m := make(map[string]string, 4)
@@ -63,6 +68,71 @@ func (t *Tags) UnmarshalJSON(b []byte) error {
 	}
 	*t = m
 	return nil
+}
+
+// flatStrings reads {"k":"v",...} whose strings have no escapes and are
+// valid UTF-8; anything else reports false and goes to the JSON library.
+func flatStrings(b []byte) (map[string]string, bool) {
+	i := 0
+	ws := func() {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+	}
+	str := func() (string, bool) {
+		if i >= len(b) || b[i] != '"' {
+			return "", false
+		}
+		i++
+		start := i
+		for i < len(b) && b[i] != '"' {
+			if b[i] == '\\' || b[i] < 0x20 {
+				return "", false
+			}
+			i++
+		}
+		if i >= len(b) || !utf8.Valid(b[start:i]) {
+			return "", false
+		}
+		i++
+		return string(b[start : i-1]), true
+	}
+	ws()
+	if i >= len(b) || b[i] != '{' {
+		return nil, false
+	}
+	i++
+	m := make(map[string]string, 4)
+	for first := true; ; first = false {
+		ws()
+		if i < len(b) && b[i] == '}' {
+			i++
+			ws()
+			return m, i == len(b)
+		}
+		if !first {
+			if i >= len(b) || b[i] != ',' {
+				return nil, false
+			}
+			i++
+			ws()
+		}
+		k, ok := str()
+		if !ok {
+			return nil, false
+		}
+		ws()
+		if i >= len(b) || b[i] != ':' {
+			return nil, false
+		}
+		i++
+		ws()
+		v, ok := str()
+		if !ok {
+			return nil, false
+		}
+		m[k] = v
+	}
 }
 
 // Tokens keeps the token categories apart, each as the provider billed it.
