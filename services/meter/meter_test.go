@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/encoding/json"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/burnrate/burnrate/schemas/events"
+	"github.com/burnrate/burnrate/streams/ktopics"
 )
 
 func TestUsageSubjectsCoverEveryKeyCombinationAndRun(t *testing.T) {
@@ -212,5 +216,78 @@ func TestGPUIdleRaisesOneAnomalyAfterTheConfiguredMinutes(t *testing.T) {
 	}
 	if end := got[0].WindowEnd; end != t0.Add(10*time.Minute) {
 		t.Errorf("raised for the window ending %s, want after 10 idle minutes", end)
+	}
+}
+
+// TestDetectorStateSurvivesARestart cuts a replay in the middle, writes
+// every subject's state as the changelog would, restores it into a fresh
+// anomaly stage and goes on: the anomalies are those of the uninterrupted run.
+func TestDetectorStateSurvivesARestart(t *testing.T) {
+	cfg := DefaultConfig()
+	start := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	gen := steady(7, start, 40*time.Minute)
+	n := 6 * 80 * 50
+	var spends []events.Spend
+	p := newSpendPartition()
+	var subj []string
+	for i := 0; i < n; i++ {
+		u := gen(i)
+		subj = usageSubjects(subj[:0], &u, cfg.Combinations)
+		p.addUsage(&u, int64(i), &cfg, subj)
+		if i%100 == 99 || i == n-1 {
+			for _, s := range p.flush("usage.v1", 0, start) {
+				if watched(s.Subject, cfg.Anomaly.Subjects) {
+					spends = append(spends, s)
+				}
+			}
+		}
+	}
+	now := start.Add(2 * time.Hour)
+	run := func(h *detectHandler, from, to int) []string {
+		var out []string
+		for _, s := range spends[from:to] {
+			b, err := events.Encode(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.process(&kgo.Record{Value: b, Partition: 0}, now)
+			if len(h.parts[0].dirty) > 0 && h.parts[0].watermark%300 == 0 {
+				for _, r := range h.flush(now) {
+					if r.Topic == h.names.Anomalies() {
+						out = append(out, string(r.Key))
+					}
+				}
+			}
+		}
+		for _, r := range h.flush(now) {
+			if r.Topic == h.names.Anomalies() {
+				out = append(out, string(r.Key))
+			}
+		}
+		return out
+	}
+	newHandler := func() *detectHandler {
+		h := &detectHandler{cfg: &cfg, names: ktopics.WithPrefix(""), m: newMetrics(nil), parts: map[int32]*detectPartition{}}
+		h.restore(tp{partition: 0}, nil)
+		return h
+	}
+	whole := run(newHandler(), 0, len(spends))
+
+	first := newHandler()
+	cut := len(spends) * 3 / 5
+	got := run(first, 0, cut)
+	entries := map[string][]byte{}
+	for subject, st := range first.parts[0].subjects {
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries[subject] = b
+	}
+	second := &detectHandler{cfg: &cfg, names: ktopics.WithPrefix(""), m: newMetrics(nil), parts: map[int32]*detectPartition{}}
+	second.restore(tp{partition: 0}, entries)
+	got = append(got, run(second, cut, len(spends))...)
+	if !slices.Equal(got, whole) || len(whole) == 0 {
+		t.Errorf("anomalies with a restart %v, without %v (want equal and not empty)", got, whole)
 	}
 }
