@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -83,20 +82,19 @@ func TestMeterExactlyOnceThroughKillsAndRebalance(t *testing.T) {
 		done <- first
 	}()
 
-	a := startProcess(t, r.cfgFile, "meter")
-	var b *sinkProc
+	a := startService(t, r.cfgFile, "meter")
+	var b *serviceProc
 	for kill := 1; kill <= 3; kill++ {
 		time.Sleep(time.Duration(2000+rng.IntN(2500)) * time.Millisecond)
 		t.Logf("kill %d", kill)
 		a.kill()
-		a = startProcess(t, r.cfgFile, "meter")
+		a = startService(t, r.cfgFile, "meter")
 		switch kill {
 		case 1:
-			b = startProcess(t, r.cfgFile, "meter")
+			b = startService(t, r.cfgFile, "meter")
 			t.Log("second replica joined")
 		case 2:
-			b.p.cmd.Process.Signal(syscall.SIGTERM)
-			<-b.done
+			b.stop()
 			t.Log("second replica left")
 		}
 	}
@@ -174,12 +172,4 @@ func (r *sinkRig) readSpend(t *testing.T) subjectTotals {
 			}
 		})
 	}
-}
-
-// startProcess starts `burnrate <cmd> --config cfgFile` as a killable process.
-func startProcess(t *testing.T, cfgFile, cmd string) *sinkProc {
-	t.Helper()
-	s := &sinkProc{t: t, cfg: cfgFile, p: startProc(t, nil, cmd, "--config", cfgFile), done: make(chan error, 1)}
-	go func() { s.done <- s.p.cmd.Wait() }()
-	return s
 }

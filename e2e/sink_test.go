@@ -17,28 +17,30 @@ import (
 	"github.com/burnrate/burnrate/streams/kclient"
 )
 
-// sinkProc is one `burnrate sink` process that can be killed and replaced.
-type sinkProc struct {
+// serviceProc is one `burnrate sink|meter` process that can be killed and
+// replaced.
+type serviceProc struct {
 	t    *testing.T
 	cfg  string
 	p    *proc
 	done chan error
 }
 
-func startSink(t *testing.T, cfgFile string) *sinkProc {
+// startService starts `burnrate <cmd> --config cfgFile`.
+func startService(t *testing.T, cfgFile, cmd string) *serviceProc {
 	t.Helper()
-	s := &sinkProc{t: t, cfg: cfgFile, p: startProc(t, nil, "sink", "--config", cfgFile), done: make(chan error, 1)}
+	s := &serviceProc{t: t, cfg: cfgFile, p: startProc(t, nil, cmd, "--config", cfgFile), done: make(chan error, 1)}
 	go func() { s.done <- s.p.cmd.Wait() }()
 	return s
 }
 
-func (s *sinkProc) kill() {
+func (s *serviceProc) kill() {
 	s.p.cmd.Process.Signal(syscall.SIGKILL)
 	<-s.done
 }
 
 // stop asks for a graceful stop and requires exit status 0.
-func (s *sinkProc) stop() {
+func (s *serviceProc) stop() {
 	s.t.Helper()
 	s.p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -52,7 +54,7 @@ func (s *sinkProc) stop() {
 	}
 }
 
-func (s *sinkProc) exited() bool {
+func (s *serviceProc) exited() bool {
 	select {
 	case err := <-s.done:
 		s.done <- err
@@ -147,8 +149,8 @@ func TestSinkExactlyOnceThroughKillsAndRebalances(t *testing.T) {
 		produced <- r.produceWithBadRecords(n, 100_000, 10_000, start, 2*time.Hour, 500*time.Millisecond)
 	}()
 
-	a := startSink(t, r.cfgFile)
-	var b *sinkProc
+	a := startService(t, r.cfgFile, "sink")
+	var b *serviceProc
 	last := uint64(0)
 	for kill := 1; kill <= 5; kill++ {
 		// Kill mid-stream: once the replicas are writing again, at a random
@@ -160,10 +162,10 @@ func TestSinkExactlyOnceThroughKillsAndRebalances(t *testing.T) {
 		last = r.rows(t)
 		t.Logf("kill %d: SIGKILL with %d rows in ClickHouse", kill, last)
 		a.kill()
-		a = startSink(t, r.cfgFile)
+		a = startService(t, r.cfgFile, "sink")
 		switch kill {
 		case 2:
-			b = startSink(t, r.cfgFile)
+			b = startService(t, r.cfgFile, "sink")
 			t.Log("second replica joined")
 		case 4:
 			b.stop()
@@ -242,7 +244,7 @@ func TestSinkSurvivesClickHouseOutage(t *testing.T) {
 	go func() {
 		produced <- r.produceWithBadRecords(n, 20_000, 50_000, start, time.Hour, 2500*time.Millisecond)
 	}()
-	s := startSink(t, r.cfgFile)
+	s := startService(t, r.cfgFile, "sink")
 
 	time.Sleep(4 * time.Second)
 	before := r.rows(t)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,36 +16,26 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/burnrate/burnrate/schemas/prices"
+	"github.com/burnrate/burnrate/services/config"
 	"github.com/burnrate/burnrate/services/ingress"
 )
 
-func runIngress(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	fs := newFlagSet("ingress", stderr, &c)
-	listen := fs.String("listen", "", "override ingress.listen")
-	if err := fs.Parse(args); err != nil {
-		return err
+func runIngress(ctx context.Context, args []string, _, stderr io.Writer) error {
+	listenFlag := func(fs *flag.FlagSet) func(*config.File) {
+		listen := fs.String("listen", "", "override ingress.listen")
+		return func(f *config.File) {
+			if *listen != "" {
+				f.Ingress.Listen = *listen
+			}
+		}
 	}
-	f, err := c.load()
-	if err != nil {
-		return err
-	}
-	if *listen != "" {
-		f.Ingress.Listen = *listen
-	}
-	log, err := c.logger(f, "ingress")
-	if err != nil {
-		return err
-	}
-	defer log.Sync()
-	reg := newRegistry()
-	pricer, err := startPricer(ctx, f.Prices.OverrideFile, f.Prices.ReloadInterval, reg, log)
-	if err != nil {
-		return err
-	}
-	stopMetrics := serveMetrics(f.Metrics.Listen, reg, log)
-	defer stopMetrics()
-	return ingress.Run(ctx, f.Ingress, ingress.Deps{Kafka: f.Kafka, Pricer: pricer, Log: log, Registerer: reg, Now: time.Now, Getenv: os.Getenv})
+	return runService(ctx, "ingress", args, stderr, listenFlag, func(ctx context.Context, f config.File, log *zap.Logger, reg *prometheus.Registry) error {
+		pricer, err := startPricer(ctx, f.Prices.OverrideFile, f.Prices.ReloadInterval, reg, log)
+		if err != nil {
+			return err
+		}
+		return ingress.Run(ctx, f.Ingress, ingress.Deps{Kafka: f.Kafka, Pricer: pricer, Log: log, Registerer: reg, Now: time.Now, Getenv: os.Getenv})
+	})
 }
 
 func newRegistry() *prometheus.Registry {

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -78,4 +80,35 @@ func defaultsForTools() config.File {
 	f := config.Default()
 	f.Log.Level = "warn"
 	return f
+}
+
+// runService is the main of a long-running service: it parses the shared
+// flags (and the service's own, which apply to the loaded file), loads the
+// config, builds the logger, serves /metrics and calls run.
+func runService(ctx context.Context, name string, args []string, stderr io.Writer,
+	flags func(*flag.FlagSet) func(*config.File),
+	run func(ctx context.Context, f config.File, log *zap.Logger, reg *prometheus.Registry) error) error {
+	var c common
+	fs := newFlagSet(name, stderr, &c)
+	apply := func(*config.File) {}
+	if flags != nil {
+		apply = flags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	f, err := c.load()
+	if err != nil {
+		return err
+	}
+	apply(&f)
+	log, err := c.logger(f, name)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	reg := newRegistry()
+	stopMetrics := serveMetrics(f.Metrics.Listen, reg, log)
+	defer stopMetrics()
+	return run(ctx, f, log, reg)
 }

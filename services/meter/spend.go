@@ -79,14 +79,15 @@ func usageValue(u *events.Usage, key string) string {
 // each attribution key that is set, the configured combinations whose keys
 // are all set, and the agent run.
 func usageSubjects(dst []string, u *events.Usage, combos [][]string) []string {
-	return (*subjectCache)(nil).subjects(dst, u, combos)
+	var c subjectCache
+	return c.subjects(dst, u, combos)
 }
 
 // maxCachedSubjects bounds a subjectCache; past it the cache starts over.
 const maxCachedSubjects = 1 << 16
 
 // subjectCache keeps the subject strings already built ("team=payments"),
-// so a steady stream of events allocates none. A nil cache builds each time.
+// so a steady stream of events allocates none.
 type subjectCache struct {
 	single map[string]map[string]string // key → value → subject
 	combo  map[string]string            // "k=v,k=v" built in buf → the kept string
@@ -95,12 +96,6 @@ type subjectCache struct {
 }
 
 func (c *subjectCache) one(k, v string) string {
-	if c == nil {
-		return k + "=" + subjectValue(v)
-	}
-	if c.n >= maxCachedSubjects || c.single == nil {
-		c.single, c.combo, c.n = map[string]map[string]string{}, map[string]string{}, 0
-	}
 	m := c.single[k]
 	if m == nil {
 		m = map[string]string{}
@@ -116,18 +111,15 @@ func (c *subjectCache) one(k, v string) string {
 }
 
 func (c *subjectCache) subjects(dst []string, u *events.Usage, combos [][]string) []string {
+	if c.n >= maxCachedSubjects || c.single == nil {
+		c.single, c.combo, c.n = map[string]map[string]string{}, map[string]string{}, 0
+	}
 	for _, k := range subjectKeys {
 		if v := usageValue(u, k); v != "" {
 			dst = append(dst, c.one(k, v))
 		}
 	}
-	var buf []byte
-	if c != nil {
-		buf = c.buf[:0]
-		if c.combo == nil {
-			c.single, c.combo, c.n = map[string]map[string]string{}, map[string]string{}, 0
-		}
-	}
+	buf := c.buf
 combos:
 	for _, combo := range combos {
 		buf = buf[:0]
@@ -143,10 +135,6 @@ combos:
 			buf = append(buf, '=')
 			buf = append(buf, subjectValue(v)...)
 		}
-		if c == nil {
-			dst = append(dst, string(buf))
-			continue
-		}
 		s, ok := c.combo[string(buf)] // no allocation for the lookup
 		if !ok {
 			s = string(buf)
@@ -155,9 +143,7 @@ combos:
 		}
 		dst = append(dst, s)
 	}
-	if c != nil {
-		c.buf = buf
-	}
+	c.buf = buf
 	if id := u.Attribution.AgentRunID; id != "" {
 		dst = append(dst, "agent_run="+subjectValue(id)) // runs are many and short: not cached
 	}

@@ -28,9 +28,6 @@ type Deps struct {
 	ClickHouse clickhouse.Config
 	Log        *zap.Logger
 	Registerer prometheus.Registerer
-	// Topics restricts the sink to these catalog topics (names without
-	// prefix); empty means every topic that has a raw table.
-	Topics []string
 }
 
 type topicPartition struct {
@@ -52,9 +49,8 @@ type Sink struct {
 	byTopic map[string]*table    // full topic name → table
 	writers map[string][]*writer // full topic name → its table's writers (lanes)
 
-	mu     sync.Mutex
-	parts  map[topicPartition]*partition
-	paused bool
+	mu    sync.Mutex
+	parts map[topicPartition]*partition
 
 	flushing    atomic.Bool // shutting down: writers insert what they have
 	pausedFetch atomic.Bool // back-pressure: writers insert what they have
@@ -91,18 +87,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Sink, error) {
 		writers: map[string][]*writer{},
 		parts:   map[topicPartition]*partition{},
 	}
-	want := deps.Topics
-	if len(want) == 0 {
-		for _, t := range tables {
-			want = append(want, t.topic)
-		}
-	}
-	for _, name := range want {
-		t := lookupTable(name)
-		if t == nil {
-			return nil, fmt.Errorf("sink: topic %q has no raw table (known: %s)", name, knownTopics())
-		}
-		s.byTopic[s.names.Full(name)] = t
+	for i := range tables {
+		s.byTopic[s.names.Full(tables[i].topic)] = &tables[i]
 	}
 
 	ch, err := clickhouse.Open(deps.ClickHouse)
@@ -158,14 +144,6 @@ func lookupTable(topic string) *table {
 	return nil
 }
 
-func knownTopics() string {
-	names := make([]string, len(tables))
-	for i, t := range tables {
-		names[i] = t.topic
-	}
-	return strings.Join(names, ", ")
-}
-
 // checkServer reads the server's time zone and fails early, with the fix,
 // when a table is missing.
 func (s *Sink) checkServer(ctx context.Context) error {
@@ -196,13 +174,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.commitLoop(commitCtx)
 	}()
 
-	wait := s.cfg.BatchInterval / 4
-	if wait < 20*time.Millisecond {
-		wait = 20 * time.Millisecond
-	}
-	if wait > 250*time.Millisecond {
-		wait = 250 * time.Millisecond
-	}
+	wait := min(max(s.cfg.BatchInterval/4, 20*time.Millisecond), 250*time.Millisecond)
 	for ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, wait)
 		fetches := s.cl.PollRecords(pctx, 20000)
@@ -342,20 +314,21 @@ func (s *Sink) backPressure() {
 		total += p.pendingRows()
 	}
 	s.m.pendingRows.Set(float64(total))
+	paused := s.pausedFetch.Load()
 	switch {
-	case !s.paused && total >= s.cfg.MaxPendingRows:
-		s.paused = true
+	case !paused && total >= s.cfg.MaxPendingRows:
+		paused = true
 		s.pausedFetch.Store(true)
 		s.cl.PauseFetchTopics(s.topics()...)
 		for _, w := range s.allWriters() {
 			w.poke()
 		}
-	case s.paused && total < s.cfg.MaxPendingRows/2:
-		s.paused = false
+	case paused && total < s.cfg.MaxPendingRows/2:
+		paused = false
 		s.pausedFetch.Store(false)
 		s.cl.ResumeFetchTopics(s.topics()...)
 	}
-	if s.paused {
+	if paused {
 		s.m.paused.Set(float64(len(s.parts)))
 	} else {
 		s.m.paused.Set(0)

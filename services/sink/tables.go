@@ -212,7 +212,7 @@ func unsigned[T any](name string, get func(*T) int64) column[T] {
 }
 
 func u32[T any](name string, get func(*T) int64) column[T] {
-	return &col[T, uint32]{n: name, get: func(v *T) uint32 { return uint32(get(v)) }, ok: func(uint32) error { return nil }}
+	return &col[T, uint32]{n: name, get: func(v *T) uint32 { return uint32(get(v)) }}
 }
 
 func flag(b bool) uint8 {
