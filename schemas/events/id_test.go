@@ -1,6 +1,7 @@
 package events
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -39,5 +40,26 @@ func TestNewIDSortsByTime(t *testing.T) {
 	}
 	if a, b := NewID(base), NewID(base); a == b {
 		t.Errorf("two ids for the same time are equal: %s", a)
+	}
+}
+
+// isUUIDv7 must agree with parsing by github.com/google/uuid plus the
+// canonical-lowercase rule.
+func TestIsUUIDv7AgreesWithTheUUIDLibrary(t *testing.T) {
+	ref := func(s string) bool {
+		u, err := uuid.Parse(s)
+		return len(s) == 36 && err == nil && u.Version() == 7 && u.Variant() == uuid.RFC4122 && strings.ToLower(s) == s
+	}
+	good := NewID(time.Now())
+	for _, s := range []string{
+		good, strings.ToUpper(good), "", "not-a-uuid",
+		"019593fa-5b4b-796f-b8ed-6d6bcdf2caa7", "019593fa-5b4b-496f-b8ed-6d6bcdf2caa7", "019593fa-5b4b-796f-78ed-6d6bcdf2caa7",
+		"019593fa-5b4b-796f-c8ed-6d6bcdf2caa7", "019593fa-5b4b-796f-a8ed-6d6bcdf2caa7", "019593fa_5b4b-796f-b8ed-6d6bcdf2caa7",
+		"019593fa-5b4b-796f-b8ed-6d6bcdf2caag", "{019593fa-5b4b-796f-b8ed-6d6bcdf2ca}", "urn:uuid:019593fa-5b4b-796f-b8ed-6d6",
+		"019593fa5b4b796fb8ed6d6bcdf2caa7",
+	} {
+		if got, want := isUUIDv7(s), ref(s); got != want {
+			t.Errorf("isUUIDv7(%q) = %v, the uuid library says %v", s, got, want)
+		}
 	}
 }

@@ -347,7 +347,7 @@ type spendHandler struct {
 	names ktopics.Names
 	m     *metrics
 	parts map[tp]*spendPartition
-	subj  []string
+	subj  []*subject
 	cache subjectCache
 	u     events.Usage
 	g     events.GPUSample
@@ -405,7 +405,7 @@ func (h *spendHandler) process(r *kgo.Record, _ time.Time) {
 			h.m.invalid.WithLabelValues("gpu").Inc()
 			return
 		}
-		late = p.addGPU(&h.g, r.Offset, h.cfg)
+		late = p.addGPU(&h.g, r.Offset, h.cfg, &h.cache)
 	} else {
 		if err := events.DecodeUsageInto(r.Value, &h.u); err != nil || h.u.Validate() != nil {
 			h.m.invalid.WithLabelValues("usage").Inc()
@@ -435,19 +435,16 @@ func (h *spendHandler) flush(now time.Time) []*kgo.Record {
 		prefix := h.prefix(t)
 		for _, id := range p.expireRuns(h.cfg.RunIdleTTL) {
 			out = append(out, changelogRecord(changelog, t.partition, prefix+"run/"+id, nil))
-			delete(p.dirty, "run/"+id)
+			delete(p.dirtyRuns, id)
 		}
-		for k := range p.dirty {
-			kind, id, _ := strings.Cut(k, "/")
-			var v any
-			if kind == "run" {
-				v = p.runs[id]
-			} else {
-				v = p.gpus[id]
-			}
-			out = append(out, changelogRecord(changelog, t.partition, prefix+k, v))
+		for id := range p.dirtyRuns {
+			out = append(out, changelogRecord(changelog, t.partition, prefix+"run/"+id, p.runs[id]))
 		}
-		clear(p.dirty)
+		for id := range p.dirtyGPUs {
+			out = append(out, changelogRecord(changelog, t.partition, prefix+"gpu/"+id, p.gpus[id]))
+		}
+		clear(p.dirtyRuns)
+		clear(p.dirtyGPUs)
 		runs += len(p.runs)
 	}
 	h.m.runs.Set(float64(runs))

@@ -63,11 +63,14 @@ func TestSpendDeltasSumExactlyAndLateEventsStillCount(t *testing.T) {
 	cfg := DefaultConfig()
 	p := newSpendPartition()
 	t0 := time.Date(2026, 11, 25, 10, 0, 30, 0, time.UTC)
-	var subj []string
+	var (
+		subj  []*subject
+		cache subjectCache
+	)
 	add := func(at time.Time, cost int64) bool {
 		u := events.Usage{OccurredAt: at, ServedModel: "m", Attribution: events.Attribution{Team: "a"}, Cost: events.Cost{TotalNanoUSD: cost},
 			Tokens: events.Tokens{Input: 3, Output: 2}, Status: events.StatusOK}
-		subj = usageSubjects(subj[:0], &u, cfg.Combinations)
+		subj = cache.subjects(subj[:0], &u, cfg.Combinations)
 		return p.addUsage(&u, 1, &cfg, subj)
 	}
 	add(t0, 5)
@@ -99,7 +102,10 @@ func replay(t *testing.T, cfg Config, gen func(i int) events.Usage, n int) []eve
 	det := []*detectPartition{newDetectPartition(), newDetectPartition()}
 	hash := func(s string, n int) int { h := fnv.New32a(); h.Write([]byte(s)); return int(h.Sum32()) % n }
 	var out []events.Anomaly
-	var subj []string
+	var (
+		subj  []*subject
+		cache subjectCache
+	)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	flush := func() {
 		for i, p := range spend {
@@ -117,7 +123,7 @@ func replay(t *testing.T, cfg Config, gen func(i int) events.Usage, n int) []eve
 	}
 	for i := 0; i < n; i++ {
 		u := gen(i)
-		subj = usageSubjects(subj[:0], &u, cfg.Combinations)
+		subj = cache.subjects(subj[:0], &u, cfg.Combinations)
 		spend[hash(u.Attribution.VirtualKeyID, len(spend))].addUsage(&u, int64(i), &cfg, subj)
 		if i%50 == 49 {
 			flush()
@@ -229,10 +235,13 @@ func TestDetectorStateSurvivesARestart(t *testing.T) {
 	n := 6 * 80 * 50
 	var spends []events.Spend
 	p := newSpendPartition()
-	var subj []string
+	var (
+		subj  []*subject
+		cache subjectCache
+	)
 	for i := 0; i < n; i++ {
 		u := gen(i)
-		subj = usageSubjects(subj[:0], &u, cfg.Combinations)
+		subj = cache.subjects(subj[:0], &u, cfg.Combinations)
 		p.addUsage(&u, int64(i), &cfg, subj)
 		if i%100 == 99 || i == n-1 {
 			for _, s := range p.flush("usage.v1", 0, start) {

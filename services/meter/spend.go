@@ -7,9 +7,13 @@ import (
 	"github.com/burnrate/burnrate/schemas/events"
 )
 
+// subject is a budget subject ("team=payments"). The cache hands out one
+// pointer per subject, so delta lookups hash a pointer, not the string.
+type subject struct{ name string }
+
 // spendKey is one subject in one window.
 type spendKey struct {
-	subject string
+	subject *subject
 	window  int64 // unix seconds of the window start
 }
 
@@ -23,20 +27,21 @@ type delta struct {
 // commits the offsets); runs and GPU idle counters are cumulative and go to
 // the changelog.
 type spendPartition struct {
-	deltas   map[spendKey]*delta
-	runs     map[string]*runState
-	gpus     map[string]*gpuIdle
-	dirty    map[string]bool // changelog keys ("run/<id>", "gpu/<uuid>") changed since the last flush
-	maxEvent time.Time       // newest event time seen: the watermark is this minus the allowed lateness
-	first    int64           // first offset counted since the last flush (-1: none)
-	last     int64
-	anomal   []events.Anomaly // GPU idle anomalies waiting for the flush
+	deltas    map[spendKey]*delta
+	runs      map[string]*runState
+	gpus      map[string]*gpuIdle
+	dirtyRuns map[string]bool // run ids changed since the last flush (for the changelog)
+	dirtyGPUs map[string]bool // GPU UUIDs changed since the last flush
+	maxEvent  time.Time       // newest event time seen: the watermark is this minus the allowed lateness
+	first     int64           // first offset counted since the last flush (-1: none)
+	last      int64
+	anomal    []events.Anomaly // GPU idle anomalies waiting for the flush
 }
 
 func newSpendPartition() *spendPartition {
 	return &spendPartition{
 		deltas: map[spendKey]*delta{}, runs: map[string]*runState{}, gpus: map[string]*gpuIdle{},
-		dirty: map[string]bool{}, first: -1,
+		dirtyRuns: map[string]bool{}, dirtyGPUs: map[string]bool{}, first: -1,
 	}
 }
 
@@ -75,45 +80,61 @@ func usageValue(u *events.Usage, key string) string {
 	return ""
 }
 
-// usageSubjects appends every budget subject a usage event counts toward:
-// each attribution key that is set, the configured combinations whose keys
-// are all set, and the agent run.
+// usageSubjects returns the names of every budget subject a usage event
+// counts toward (what subjectCache.subjects and the run subject give).
 func usageSubjects(dst []string, u *events.Usage, combos [][]string) []string {
 	var c subjectCache
-	return c.subjects(dst, u, combos)
+	for _, s := range c.subjects(nil, u, combos) {
+		dst = append(dst, s.name)
+	}
+	if id := u.Attribution.AgentRunID; id != "" {
+		dst = append(dst, runSubject(subjectValue(id)).name)
+	}
+	return dst
 }
 
-// maxCachedSubjects bounds a subjectCache; past it the cache starts over.
+func runSubject(id string) *subject { return &subject{"agent_run=" + id} }
+
+// maxCachedSubjects bounds a subjectCache; past it the cache starts over
+// (a subject then has two pointers for a while: its deltas are published
+// as two records, which add up the same).
 const maxCachedSubjects = 1 << 16
 
-// subjectCache keeps the subject strings already built ("team=payments"),
-// so a steady stream of events allocates none.
+// subjectCache keeps the subjects already built, so a steady stream of
+// events allocates none.
 type subjectCache struct {
-	single map[string]map[string]string // key → value → subject
-	combo  map[string]string            // "k=v,k=v" built in buf → the kept string
+	single map[string]map[string]*subject // key → value → subject
+	combo  map[string]*subject            // "k=v,k=v" → subject
 	n      int
 	buf    []byte
 }
 
-func (c *subjectCache) one(k, v string) string {
+func (c *subjectCache) reset() {
+	if c.n >= maxCachedSubjects || c.single == nil {
+		c.single, c.combo, c.n = map[string]map[string]*subject{}, map[string]*subject{}, 0
+	}
+}
+
+func (c *subjectCache) one(k, v string) *subject {
 	m := c.single[k]
 	if m == nil {
-		m = map[string]string{}
+		m = map[string]*subject{}
 		c.single[k] = m
 	}
 	s, ok := m[v]
 	if !ok {
-		s = k + "=" + subjectValue(v)
+		s = &subject{k + "=" + subjectValue(v)}
 		m[v] = s
 		c.n++
 	}
 	return s
 }
 
-func (c *subjectCache) subjects(dst []string, u *events.Usage, combos [][]string) []string {
-	if c.n >= maxCachedSubjects || c.single == nil {
-		c.single, c.combo, c.n = map[string]map[string]string{}, map[string]string{}, 0
-	}
+// subjects appends every subject a usage event counts toward: each
+// attribution key that is set and the configured combinations whose keys
+// are all set. The agent run's subject lives with the run.
+func (c *subjectCache) subjects(dst []*subject, u *events.Usage, combos [][]string) []*subject {
+	c.reset()
 	for _, k := range subjectKeys {
 		if v := usageValue(u, k); v != "" {
 			dst = append(dst, c.one(k, v))
@@ -137,22 +158,19 @@ combos:
 		}
 		s, ok := c.combo[string(buf)] // no allocation for the lookup
 		if !ok {
-			s = string(buf)
-			c.combo[s] = s
+			s = &subject{string(buf)}
+			c.combo[s.name] = s
 			c.n++
 		}
 		dst = append(dst, s)
 	}
 	c.buf = buf
-	if id := u.Attribution.AgentRunID; id != "" {
-		dst = append(dst, "agent_run="+subjectValue(id)) // runs are many and short: not cached
-	}
 	return dst
 }
 
 // addUsage counts one usage event. It reports whether the event was late
 // (its window already closed by the watermark).
-func (p *spendPartition) addUsage(u *events.Usage, offset int64, cfg *Config, subjects []string) (late bool) {
+func (p *spendPartition) addUsage(u *events.Usage, offset int64, cfg *Config, subjects []*subject) (late bool) {
 	p.track(offset)
 	late = p.advance(u.OccurredAt, cfg.AllowedLateness)
 	w := windowOf(u.OccurredAt)
@@ -161,18 +179,16 @@ func (p *spendPartition) addUsage(u *events.Usage, offset int64, cfg *Config, su
 	if u.Status == events.StatusUpstreamError {
 		errs = 1
 	}
-	for _, s := range subjects {
-		k := spendKey{s, w}
-		d := p.deltas[k]
-		if d == nil {
-			d = &delta{}
-			p.deltas[k] = d
-		}
+	add := func(s *subject) {
+		d := p.delta(s, w)
 		d.cost += u.Cost.TotalNanoUSD
 		d.tokens += u.Tokens.Total()
 		d.input += input
 		d.events++
 		d.errors += errs
+	}
+	for _, s := range subjects {
+		add(s)
 	}
 	if id := subjectValue(u.Attribution.AgentRunID); id != "" {
 		r := p.runs[id]
@@ -180,29 +196,40 @@ func (p *spendPartition) addUsage(u *events.Usage, offset int64, cfg *Config, su
 			r = &runState{}
 			p.runs[id] = r
 		}
+		if r.subject == nil {
+			r.subject = runSubject(id)
+		}
+		add(r.subject)
 		r.add(u)
-		p.dirty["run/"+id] = true
+		p.dirtyRuns[id] = true
 	}
 	return late
 }
 
+// delta returns the subject's delta in window w, creating it.
+func (p *spendPartition) delta(s *subject, w int64) *delta {
+	k := spendKey{s, w}
+	d := p.deltas[k]
+	if d == nil {
+		d = &delta{}
+		p.deltas[k] = d
+	}
+	return d
+}
+
 // addGPU counts one GPU sample toward team= and app= (when configured) and
 // feeds the GPU's idle detector.
-func (p *spendPartition) addGPU(g *events.GPUSample, offset int64, cfg *Config) (late bool) {
+func (p *spendPartition) addGPU(g *events.GPUSample, offset int64, cfg *Config, c *subjectCache) (late bool) {
 	p.track(offset)
 	late = p.advance(g.OccurredAt, cfg.AllowedLateness)
 	if cfg.GPUSpend {
 		w := windowOf(g.OccurredAt)
-		for _, s := range []string{keyed("team", g.Attribution.Team), keyed("app", g.Attribution.App)} {
-			if s == "" {
+		c.reset()
+		for _, kv := range [2][2]string{{"team", g.Attribution.Team}, {"app", g.Attribution.App}} {
+			if kv[1] == "" {
 				continue
 			}
-			k := spendKey{s, w}
-			d := p.deltas[k]
-			if d == nil {
-				d = &delta{}
-				p.deltas[k] = d
-			}
+			d := p.delta(c.one(kv[0], kv[1]), w)
 			d.cost += g.CostNanoUSD
 			d.events++
 		}
@@ -215,15 +242,8 @@ func (p *spendPartition) addGPU(g *events.GPUSample, offset int64, cfg *Config) 
 	if a, ok := st.add(g, cfg.Anomaly); ok {
 		p.anomal = append(p.anomal, a)
 	}
-	p.dirty["gpu/"+g.GPUUUID] = true
+	p.dirtyGPUs[g.GPUUUID] = true
 	return late
-}
-
-func keyed(k, v string) string {
-	if v == "" {
-		return ""
-	}
-	return k + "=" + subjectValue(v)
 }
 
 func (p *spendPartition) track(offset int64) {
@@ -255,9 +275,13 @@ func (p *spendPartition) expireRuns(ttl time.Duration) (expired []string) {
 
 // runState is one agent run, cumulative.
 type runState struct {
+	subject *subject         // agent_run=<id>, built once
 	Stats   events.RunStats  `json:"stats"`
 	Prompts map[string]int64 `json:"prompts,omitempty"` // calls per prompt fingerprint (at most maxPrompts)
-	Recent  []int64          `json:"recent,omitempty"`  // event times (unix nanos) of the calls in the last minute
+	// PerSecond counts calls by event-time second, for the 60 seconds up to
+	// Second (the newest second seen), indexed by second mod 60.
+	PerSecond [60]int64 `json:"per_second"`
+	Second    int64     `json:"second"`
 }
 
 const maxPrompts = 256
@@ -286,16 +310,20 @@ func (r *runState) add(u *events.Usage) {
 			}
 		}
 	}
-	r.Recent = append(r.Recent, t.UnixNano())
-	cut := s.LastAt.Add(-Window).UnixNano()
-	keep := r.Recent[:0]
-	for _, x := range r.Recent {
-		if x > cut {
-			keep = append(keep, x)
+	sec := t.Unix()
+	if sec > r.Second {
+		for x := max(r.Second+1, sec-59); x <= sec; x++ {
+			r.PerSecond[x%60] = 0
 		}
+		r.Second = sec
 	}
-	r.Recent = keep
-	s.CallsLastMin = int64(len(keep))
+	if sec > r.Second-60 {
+		r.PerSecond[sec%60]++
+	}
+	s.CallsLastMin = 0
+	for _, n := range r.PerSecond {
+		s.CallsLastMin += n
+	}
 }
 
 // gpuIdle follows one GPU minute by minute.
@@ -361,11 +389,11 @@ func (p *spendPartition) flush(topic string, partition int32, now time.Time) []e
 	for k, d := range p.deltas {
 		start := time.Unix(k.window, 0).UTC()
 		s := events.Spend{
-			Schema: events.SchemaSpend, Subject: k.subject, WindowStart: start, WindowEnd: start.Add(Window),
+			Schema: events.SchemaSpend, Subject: k.subject.name, WindowStart: start, WindowEnd: start.Add(Window),
 			DeltaNanoUSD: d.cost, DeltaTokens: d.tokens, Events: d.events, InputTokens: d.input, Errors: d.errors,
 			Source: src, ProducedAt: now,
 		}
-		if id, ok := strings.CutPrefix(k.subject, "agent_run="); ok {
+		if id, ok := strings.CutPrefix(k.subject.name, "agent_run="); ok {
 			if r := p.runs[id]; r != nil && windowOf(r.Stats.LastAt) == k.window {
 				stats := r.Stats
 				s.Run = &stats
