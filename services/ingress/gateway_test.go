@@ -128,6 +128,47 @@ func TestStreamAddsUsageAndHidesIt(t *testing.T) {
 	wantCost(t, ev, "openai", "gpt-4o-mini")
 }
 
+// A Responses API stream ends with response.completed, or with
+// response.incomplete when the answer was cut; both carry the billed usage,
+// which the event must use (not an estimate).
+func TestResponsesStreamUsageFromEitherTerminalEvent(t *testing.T) {
+	for _, incomplete := range []bool{false, true} {
+		h := newRig(t)
+		knobs := []string{"X-Mock-Cached-Tokens", "6", "X-Mock-Reasoning-Tokens", "9"}
+		terminal := "response.completed"
+		if incomplete {
+			knobs = append(knobs, "X-Mock-Incomplete", "1")
+			terminal = "response.incomplete"
+		}
+		h.tr.set("", knobs...)
+		resp := h.post(t, "/v1/responses", tokenPayments, `{"model":"gpt-4o-mini","input":"Summarise the invoice.","stream":true,"max_output_tokens":20}`)
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		datas, names := sse(t, resp)
+		if len(names) == 0 || names[len(names)-1] != terminal {
+			t.Fatalf("%s: events %v", terminal, names)
+		}
+		var last struct {
+			Response struct {
+				Usage json.RawMessage `json:"usage"`
+			} `json:"response"`
+		}
+		if err := json.Unmarshal([]byte(datas[len(datas)-1]), &last); err != nil {
+			t.Fatal(err)
+		}
+		want, err := normalize.OpenAIResponsesUsage(last.Response.Usage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := h.rec.last(t)
+		if ev.Tokens != want || ev.Cost.Estimated || ev.Status != events.StatusOK || !ev.Stream || want.CachedInput != 6 || want.Reasoning != 9 {
+			t.Errorf("%s: event tokens %+v estimated %v status %s; the stream said %+v", terminal, ev.Tokens, ev.Cost.Estimated, ev.Status, want)
+		}
+		wantCost(t, ev, "openai", "gpt-4o-mini")
+	}
+}
+
 func TestStreamKeepsUsageTheClientAskedFor(t *testing.T) {
 	h := newRig(t)
 	resp := h.post(t, "/v1/chat/completions", tokenPayments, chat("gpt-4o-mini", `,"stream":true,"stream_options":{"include_usage":true}`))

@@ -51,7 +51,10 @@ func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *call, up
 					complete = true
 				}
 			case c.ep.responses:
-				if bytes.Contains(data, []byte(`"response.completed"`)) {
+				// Both terminal events carry the billed usage; incomplete
+				// means the answer was cut (e.g. max_output_tokens), not the
+				// stream.
+				if bytes.Contains(data, []byte(`"response.completed"`)) || bytes.Contains(data, []byte(`"response.incomplete"`)) {
 					var e struct {
 						Response struct {
 							Usage json.RawMessage `json:"usage"`

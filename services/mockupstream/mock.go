@@ -127,6 +127,7 @@ type knobs struct {
 	delay                         time.Duration
 	interruptAfter                int
 	usageWithChoices              bool
+	incomplete                    bool // Responses streams end with response.incomplete
 }
 
 func readKnobs(h http.Header, def time.Duration) knobs {
@@ -141,6 +142,7 @@ func readKnobs(h http.Header, def time.Duration) knobs {
 		k.interruptAfter = int(num("X-Mock-Interrupt-After"))
 	}
 	k.usageWithChoices = h.Get("X-Mock-Usage-With-Choices") != ""
+	k.incomplete = h.Get("X-Mock-Incomplete") != ""
 	return k
 }
 
@@ -193,6 +195,12 @@ func (m *mock) openAI(kind string) http.HandlerFunc {
 		case "embedding":
 			writeJSON(w, 200, fmt.Sprintf(`{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.0123,-0.0456,0.0789]}],"model":%q,"usage":{"prompt_tokens":%d,"total_tokens":%d}}`, req.Model, prompt, prompt))
 		case "response":
+			respUsage := fmt.Sprintf(`{"input_tokens":%d,"input_tokens_details":{"cached_tokens":%d},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":%d},"total_tokens":%d}`,
+				prompt, k.cached, out, k.reasoning, prompt+out)
+			if req.Stream {
+				m.responsesStream(w, &req, k, id, respUsage)
+				return
+			}
 			writeJSON(w, 200, fmt.Sprintf(`{"id":%q,"object":"response","created_at":%d,"status":"completed","model":%q,"output":[{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"A mock answer.","annotations":[]}]}],"usage":{"input_tokens":%d,"input_tokens_details":{"cached_tokens":%d},"output_tokens":%d,"output_tokens_details":{"reasoning_tokens":%d},"total_tokens":%d}}`,
 				id, time.Now().Unix(), req.Model, prompt, k.cached, out, k.reasoning, prompt+out))
 		case "completion":
@@ -242,6 +250,42 @@ func (m *mock) openAIStream(w http.ResponseWriter, req *request, k knobs, id, us
 		send(fmt.Sprintf(`{"id":%q,"object":"chat.completion.chunk","created":%d,"model":%q,"choices":[],"usage":%s}`, id, created, req.Model, usage))
 	}
 	send("[DONE]")
+}
+
+// responsesStream is a Responses API stream: response.created, text
+// deltas, then response.completed, or response.incomplete (as when
+// max_output_tokens cut the answer) with X-Mock-Incomplete; both carry the
+// usage.
+func (m *mock) responsesStream(w http.ResponseWriter, req *request, k knobs, id, usage string) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(200)
+	fl, _ := w.(http.Flusher)
+	seq := 0
+	send := func(typ, data string) {
+		io.WriteString(w, "event: "+typ+"\ndata: "+data+"\n\n")
+		if fl != nil {
+			fl.Flush()
+		}
+		seq++
+	}
+	created := time.Now().Unix()
+	send("response.created", fmt.Sprintf(`{"type":"response.created","sequence_number":%d,"response":{"id":%q,"object":"response","created_at":%d,"status":"in_progress","model":%q,"output":[],"usage":null}}`, seq, id, created, req.Model))
+	for i := 0; i < m.cfg.Chunks; i++ {
+		if k.interruptAfter >= 0 && i >= k.interruptAfter {
+			panic(http.ErrAbortHandler)
+		}
+		if m.cfg.StreamChunkDelay > 0 {
+			time.Sleep(m.cfg.StreamChunkDelay)
+		}
+		send("response.output_text.delta", fmt.Sprintf(`{"type":"response.output_text.delta","sequence_number":%d,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"word%d "}`, seq, i))
+	}
+	typ, status, details := "response.completed", "completed", "null"
+	if k.incomplete {
+		typ, status, details = "response.incomplete", "incomplete", `{"reason":"max_output_tokens"}`
+	}
+	send(typ, fmt.Sprintf(`{"type":%q,"sequence_number":%d,"response":{"id":%q,"object":"response","created_at":%d,"status":%q,"incomplete_details":%s,"model":%q,"output":[],"usage":%s}}`,
+		typ, seq, id, created, status, details, req.Model, usage))
 }
 
 func (m *mock) anthropic(w http.ResponseWriter, hr *http.Request) {
