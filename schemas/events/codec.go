@@ -28,7 +28,11 @@ func Append(dst []byte, e Event) ([]byte, error) {
 }
 
 // DecodeUsage decodes a usage.v1 payload.
-func DecodeUsage(b []byte) (Usage, error) { return decode[Usage](b) }
+func DecodeUsage(b []byte) (Usage, error) {
+	var u Usage
+	err := DecodeUsageInto(b, &u)
+	return u, err
+}
 
 // DecodeGPUSample decodes a gpu.v1 payload.
 func DecodeGPUSample(b []byte) (GPUSample, error) { return decode[GPUSample](b) }
@@ -83,7 +87,26 @@ type decodable[T any] interface {
 // decoding what Encode wrote gives back an equal value.
 // DecodeUsageInto decodes into *u, reusing its memory (a sink decoding
 // millions of events keeps one Usage instead of allocating one per event).
-func DecodeUsageInto(b []byte, u *Usage) error { return decodeInto[Usage](b, u) }
+func DecodeUsageInto(b []byte, u *Usage) error {
+	return decodeUsage(b, u, nil)
+}
+
+// UsageDecoder is DecodeUsageInto for a stream of events: values that
+// repeat (attribution, models, price versions) share one string instead of
+// allocating on every event. Not safe for concurrent use.
+type UsageDecoder struct{ in interner }
+
+// Decode is DecodeUsageInto.
+func (d *UsageDecoder) Decode(b []byte, u *Usage) error { return decodeUsage(b, u, &d.in) }
+
+func decodeUsage(b []byte, u *Usage, in *interner) error {
+	*u = Usage{}
+	if decodeUsageFast(b, u, in) {
+		u.normalize()
+		return nil
+	}
+	return decodeInto[Usage](b, u)
+}
 
 // DecodeGPUSampleInto is DecodeUsageInto for gpu.v1.
 func DecodeGPUSampleInto(b []byte, g *GPUSample) error { return decodeInto[GPUSample](b, g) }

@@ -2,6 +2,8 @@ package events
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -119,6 +121,59 @@ func TestTagsDecodeLikeTheJSONLibrary(t *testing.T) {
 		}
 		if gotErr == nil && fmt.Sprint(map[string]string(got)) != fmt.Sprint(want) {
 			t.Errorf("%s: %v, the JSON library gives %v", in, got, want)
+		}
+	}
+}
+
+// TestUsageFixturesTakeFastPath makes sure what producers write is read by
+// the fast decoder (otherwise the sink and meter silently fall back to the
+// slower one) and decodes to what the JSON library gives.
+func TestUsageFixturesTakeFastPath(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("testdata", SchemaUsage+".*.golden.json"))
+	if len(files) == 0 {
+		t.Fatal("no usage fixtures")
+	}
+	for _, file := range files {
+		in, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fast, lib Usage
+		if !decodeUsageFast(in, &fast, &interner{}) {
+			t.Errorf("%s: fast decoder refused a fixture", file)
+			continue
+		}
+		fast.normalize()
+		if err := decodeInto[Usage](in, &lib); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(fast, lib) {
+			t.Errorf("%s: decoders disagree\nfast %+v\nlib  %+v", file, fast, lib)
+		}
+	}
+}
+
+// TestPlainUTCAgreesWithTimeParse checks the fast time reader on the edges
+// time.Parse knows: leap days, out-of-range fields, fractions of every width.
+func TestPlainUTCAgreesWithTimeParse(t *testing.T) {
+	in := []string{
+		"2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "1900-02-29T12:00:00Z", "2000-02-29T23:59:59Z",
+		"2026-04-31T00:00:00Z", "2026-12-31T23:59:59.999999999Z", "2026-13-01T00:00:00Z", "2026-00-10T00:00:00Z",
+		"2026-01-00T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:60:00Z", "2026-01-01T00:00:60Z",
+		"0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00.1234567890Z",
+		"2026-01-01T00:00:00,5Z", "2026-01-01T00:00:00+00:00", "2026-01-01 00:00:00Z", "2026-1-01T00:00:00Z",
+	}
+	for i := 1; i <= 9; i++ {
+		in = append(in, "2026-11-25T21:36:46."+strings.Repeat("7", i)+"Z")
+	}
+	for _, s := range in {
+		got, ok := plainUTC([]byte(s))
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if ok && (err != nil || !got.Equal(want)) {
+			t.Errorf("%s: plainUTC gave %v, time.Parse %v (%v)", s, got, want, err)
+		}
+		if !ok && err == nil && strings.HasSuffix(s, "Z") && !strings.Contains(s, ",") && len(s) <= 30 {
+			t.Errorf("%s: plainUTC refused what time.Parse reads", s)
 		}
 	}
 }

@@ -82,3 +82,35 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeUsageFast holds the fast usage decoder to the JSON library:
+// whatever it accepts must decode to the same value there.
+func FuzzDecodeUsageFast(f *testing.F) {
+	files, err := filepath.Glob(filepath.Join("testdata", SchemaUsage+".*"))
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no usage fixtures: %v", err)
+	}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"schema":"usage.v1","tokens":{"input":-0},"attribution":{"tags":{}}}`))
+	f.Add([]byte(` {"latency_ms":123456789012345678,"stream":true} `))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var fast Usage
+		if !decodeUsageFast(in, &fast, &interner{}) {
+			return
+		}
+		fast.normalize()
+		var lib Usage
+		if err := decodeInto[Usage](in, &lib); err != nil {
+			t.Fatalf("fast decoder accepted what the JSON library rejects (%v):\n%s", err, in)
+		}
+		if !reflect.DeepEqual(fast, lib) {
+			t.Fatalf("decoders disagree on\n%s\nfast %+v\nlib  %+v", in, fast, lib)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -107,8 +108,29 @@ func runService(ctx context.Context, name string, args []string, stderr io.Write
 		return err
 	}
 	defer log.Sync()
+	if path := os.Getenv("BURNRATE_CPUPROFILE"); path != "" {
+		stop, err := cpuProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	reg := newRegistry()
 	stopMetrics := serveMetrics(f.Metrics.Listen, reg, log)
 	defer stopMetrics()
 	return run(ctx, f, log, reg)
+}
+
+// cpuProfile writes a Go CPU profile of the service to path until stop is
+// called (BURNRATE_CPUPROFILE=path, for benchmarks of a running service).
+func cpuProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("BURNRATE_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("BURNRATE_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -92,7 +92,7 @@ func DefaultConfig() Config {
 }
 
 // subjectKeys are the attribution keys a subject may be made of.
-var subjectKeys = []string{"key", "team", "app", "user", "customer", "model", "env"}
+var subjectKeys = [...]string{"key", "team", "app", "user", "customer", "model", "env"}
 
 // Validate names the bad field relative to the meter section.
 func (c Config) Validate() error {
@@ -112,7 +112,7 @@ func (c Config) Validate() error {
 			add("combinations[%d]: %v must name at least two keys", i, combo)
 		}
 		for j, k := range combo {
-			if !slices.Contains(subjectKeys, k) {
+			if !slices.Contains(subjectKeys[:], k) {
 				add("combinations[%d][%d]: %q is not one of %v", i, j, k, subjectKeys)
 			}
 		}
@@ -125,7 +125,7 @@ func (c Config) Validate() error {
 	}
 	a := c.Anomaly
 	for i, k := range a.Subjects {
-		if !slices.Contains(subjectKeys, k) {
+		if !slices.Contains(subjectKeys[:], k) {
 			add("anomaly.subjects[%d]: %q is not one of %v", i, k, subjectKeys)
 		}
 	}

@@ -350,6 +350,7 @@ type spendHandler struct {
 	subj  []*subject
 	cache subjectCache
 	u     events.Usage
+	dec   events.UsageDecoder
 	g     events.GPUSample
 }
 
@@ -407,7 +408,7 @@ func (h *spendHandler) process(r *kgo.Record, _ time.Time) {
 		}
 		late = p.addGPU(&h.g, r.Offset, h.cfg, &h.cache)
 	} else {
-		if err := events.DecodeUsageInto(r.Value, &h.u); err != nil || h.u.Validate() != nil {
+		if err := h.dec.Decode(r.Value, &h.u); err != nil || h.u.Validate() != nil {
 			h.m.invalid.WithLabelValues("usage").Inc()
 			return
 		}

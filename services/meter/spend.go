@@ -9,7 +9,18 @@ import (
 
 // subject is a budget subject ("team=payments"). The cache hands out one
 // pointer per subject, so delta lookups hash a pointer, not the string.
-type subject struct{ name string }
+type subject struct {
+	name string
+	// last is the delta this subject got last, so a stream of events of
+	// one subject skips the deltas map: valid while part, window and the
+	// partition's flush generation match.
+	last struct {
+		part   *spendPartition
+		gen    uint64
+		window int64
+		d      *delta
+	}
+}
 
 // spendKey is one subject in one window.
 type spendKey struct {
@@ -28,6 +39,7 @@ type delta struct {
 // the changelog.
 type spendPartition struct {
 	deltas    map[spendKey]*delta
+	gen       uint64 // flushes so far (subject.last)
 	runs      map[string]*runState
 	gpus      map[string]*gpuIdle
 	dirtyRuns map[string]bool // run ids changed since the last flush (for the changelog)
@@ -93,7 +105,7 @@ func usageSubjects(dst []string, u *events.Usage, combos [][]string) []string {
 	return dst
 }
 
-func runSubject(id string) *subject { return &subject{"agent_run=" + id} }
+func runSubject(id string) *subject { return &subject{name: "agent_run=" + id} }
 
 // maxCachedSubjects bounds a subjectCache; past it the cache starts over
 // (a subject then has two pointers for a while: its deltas are published
@@ -103,8 +115,9 @@ const maxCachedSubjects = 1 << 16
 // subjectCache keeps the subjects already built, so a steady stream of
 // events allocates none.
 type subjectCache struct {
-	single map[string]map[string]*subject // key → value → subject
-	combo  map[string]*subject            // "k=v,k=v" → subject
+	single map[string]map[string]*subject        // key → value → subject (keys other than subjectKeys)
+	fixed  [len(subjectKeys)]map[string]*subject // subjectKeys[i] → value → subject
+	combo  map[string]*subject                   // "k=v,k=v" → subject
 	n      int
 	buf    []byte
 }
@@ -112,7 +125,21 @@ type subjectCache struct {
 func (c *subjectCache) reset() {
 	if c.n >= maxCachedSubjects || c.single == nil {
 		c.single, c.combo, c.n = map[string]map[string]*subject{}, map[string]*subject{}, 0
+		for i := range c.fixed {
+			c.fixed[i] = map[string]*subject{}
+		}
 	}
+}
+
+// oneOf is one for subjectKeys[i], one map lookup instead of two.
+func (c *subjectCache) oneOf(i int, v string) *subject {
+	s, ok := c.fixed[i][v]
+	if !ok {
+		s = &subject{name: subjectKeys[i] + "=" + subjectValue(v)}
+		c.fixed[i][v] = s
+		c.n++
+	}
+	return s
 }
 
 func (c *subjectCache) one(k, v string) *subject {
@@ -123,7 +150,7 @@ func (c *subjectCache) one(k, v string) *subject {
 	}
 	s, ok := m[v]
 	if !ok {
-		s = &subject{k + "=" + subjectValue(v)}
+		s = &subject{name: k + "=" + subjectValue(v)}
 		m[v] = s
 		c.n++
 	}
@@ -135,9 +162,9 @@ func (c *subjectCache) one(k, v string) *subject {
 // are all set. The agent run's subject lives with the run.
 func (c *subjectCache) subjects(dst []*subject, u *events.Usage, combos [][]string) []*subject {
 	c.reset()
-	for _, k := range subjectKeys {
+	for i, k := range subjectKeys {
 		if v := usageValue(u, k); v != "" {
-			dst = append(dst, c.one(k, v))
+			dst = append(dst, c.oneOf(i, v))
 		}
 	}
 	buf := c.buf
@@ -158,7 +185,7 @@ combos:
 		}
 		s, ok := c.combo[string(buf)] // no allocation for the lookup
 		if !ok {
-			s = &subject{string(buf)}
+			s = &subject{name: string(buf)}
 			c.combo[s.name] = s
 			c.n++
 		}
@@ -208,12 +235,16 @@ func (p *spendPartition) addUsage(u *events.Usage, offset int64, cfg *Config, su
 
 // delta returns the subject's delta in window w, creating it.
 func (p *spendPartition) delta(s *subject, w int64) *delta {
+	if l := &s.last; l.part == p && l.gen == p.gen && l.window == w {
+		return l.d
+	}
 	k := spendKey{s, w}
 	d := p.deltas[k]
 	if d == nil {
 		d = &delta{}
 		p.deltas[k] = d
 	}
+	s.last.part, s.last.gen, s.last.window, s.last.d = p, p.gen, w, d
 	return d
 }
 
@@ -402,6 +433,7 @@ func (p *spendPartition) flush(topic string, partition int32, now time.Time) []e
 		out = append(out, s)
 	}
 	clear(p.deltas)
+	p.gen++ // every subject's cached delta is stale now
 	p.first = -1
 	return out
 }

@@ -48,7 +48,7 @@ type rows interface {
 
 // tables lists what the sink writes, by topic name without prefix.
 var tables = []table{
-	{topic: ktopics.Usage, name: "usage_events", timeColumn: "occurred_at", newRows: func() rows { return newColumns(usageColumns, events.DecodeUsageInto, usageTime) }},
+	{topic: ktopics.Usage, name: "usage_events", timeColumn: "occurred_at", newRows: func() rows { d := new(events.UsageDecoder); return newColumns(usageColumns, d.Decode, usageTime) }},
 	{topic: ktopics.GPU, name: "gpu_samples", timeColumn: "occurred_at", newRows: func() rows { return newColumns(gpuColumns, events.DecodeGPUSampleInto, gpuTime) }},
 	{topic: ktopics.Anomalies, name: "anomalies", timeColumn: "detected_at", newRows: func() rows { return newColumns(anomalyColumns, events.DecodeAnomalyInto, anomalyTime) }},
 	{topic: ktopics.Verdicts, name: "verdicts", timeColumn: "issued_at", compacted: true, newRows: func() rows { return newColumns(verdictColumns, events.DecodeVerdictInto, verdictTime) }},
