@@ -8,6 +8,7 @@ import "time"
 type BudgetState struct {
 	Schema          string    `json:"schema"`
 	Subject         string    `json:"subject"`
+	Budget          string    `json:"budget,omitempty"` // policy name (a subject may have several budgets)
 	Period          Period    `json:"period"`
 	PeriodStart     time.Time `json:"period_start"`
 	PeriodEnd       time.Time `json:"period_end"`     // exclusive
@@ -17,6 +18,7 @@ type BudgetState struct {
 	SpentTokens     int64     `json:"spent_tokens"`
 	UpdatedAt       time.Time `json:"updated_at"`
 	ThresholdsFired []int     `json:"thresholds_fired,omitempty"` // percent of limit already alerted, ascending, e.g. [50 80 100]
+	ForecastAlerted bool      `json:"forecast_alerted,omitempty"` // the forecast breach of this period was alerted
 }
 
 // SchemaName returns "budget-state.v1".

@@ -49,6 +49,12 @@ func DecodeBudgetState(b []byte) (BudgetState, error) { return decode[BudgetStat
 // DecodeVerdict decodes a verdict.v1 payload.
 func DecodeVerdict(b []byte) (Verdict, error) { return decode[Verdict](b) }
 
+// DecodeBudgetEvent decodes a budget-event.v1 payload.
+func DecodeBudgetEvent(b []byte) (BudgetEvent, error) { return decode[BudgetEvent](b) }
+
+// DecodeInstance decodes an instance.v1 payload.
+func DecodeInstance(b []byte) (Instance, error) { return decode[Instance](b) }
+
 // Decode decodes any payload, dispatching on its "schema" field. The dynamic
 // type of the result is the value type (events.Usage, not *events.Usage).
 func Decode(b []byte) (Event, error) {
@@ -71,6 +77,10 @@ func Decode(b []byte) (Event, error) {
 		return asEvent(DecodeBudgetState(b))
 	case SchemaVerdict:
 		return asEvent(DecodeVerdict(b))
+	case SchemaBudgetEvent:
+		return asEvent(DecodeBudgetEvent(b))
+	case SchemaInstance:
+		return asEvent(DecodeInstance(b))
 	}
 	return nil, fmt.Errorf("events: decode: unknown schema %q", head.Schema)
 }
@@ -116,6 +126,9 @@ func DecodeAnomalyInto(b []byte, a *Anomaly) error { return decodeInto[Anomaly](
 
 // DecodeSpendInto is DecodeUsageInto for spend.v1.
 func DecodeSpendInto(b []byte, s *Spend) error { return decodeInto[Spend](b, s) }
+
+// DecodeBudgetEventInto is DecodeUsageInto for budget-event.v1.
+func DecodeBudgetEventInto(b []byte, e *BudgetEvent) error { return decodeInto[BudgetEvent](b, e) }
 
 // DecodeVerdictInto is DecodeUsageInto for verdict.v1.
 func DecodeVerdictInto(b []byte, v *Verdict) error { return decodeInto[Verdict](b, v) }

@@ -51,6 +51,8 @@ func FuzzDecodeUsage(f *testing.F)       { fuzzDecoder(f, SchemaUsage, DecodeUsa
 func FuzzDecodeGPUSample(f *testing.F)   { fuzzDecoder(f, SchemaGPU, DecodeGPUSample) }
 func FuzzDecodeSpend(f *testing.F)       { fuzzDecoder(f, SchemaSpend, DecodeSpend) }
 func FuzzDecodeAnomaly(f *testing.F)     { fuzzDecoder(f, SchemaAnomaly, DecodeAnomaly) }
+func FuzzDecodeBudgetEvent(f *testing.F) { fuzzDecoder(f, SchemaBudgetEvent, DecodeBudgetEvent) }
+func FuzzDecodeInstance(f *testing.F)    { fuzzDecoder(f, SchemaInstance, DecodeInstance) }
 func FuzzDecodeBudgetState(f *testing.F) { fuzzDecoder(f, SchemaBudgetState, DecodeBudgetState) }
 func FuzzDecodeVerdict(f *testing.F)     { fuzzDecoder(f, SchemaVerdict, DecodeVerdict) }
 

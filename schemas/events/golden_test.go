@@ -129,6 +129,38 @@ func validVerdict() Verdict {
 	}
 }
 
+func validBudgetEvent() BudgetEvent {
+	return BudgetEvent{
+		Schema:          SchemaBudgetEvent,
+		ID:              "019593fa-5b4c-796f-9a11-2b6bcdf2caa8",
+		OccurredAt:      at(1, 310000000),
+		Kind:            BudgetThreshold,
+		Severity:        SeverityWarning,
+		Subject:         "team=payments",
+		Budget:          "payments-monthly",
+		Period:          PeriodMonth,
+		PeriodStart:     time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC),
+		PeriodEnd:       time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC),
+		ThresholdPct:    80,
+		LimitNanoUSD:    5_000_000_000_000,
+		SpentNanoUSD:    4_001_250_000_000,
+		ForecastNanoUSD: 6_310_000_000_000,
+		Reason:          "payments-monthly: 80 % of 5000 USD spent",
+		Actor:           "killswitch/killswitch-0",
+	}
+}
+
+func validInstance() Instance {
+	return Instance{
+		Schema:      SchemaInstance,
+		Instance:    "ingress-host1-4242",
+		Role:        "ingress",
+		StartedAt:   at(0, 0),
+		HeartbeatAt: at(1, 0),
+		ExpiresAt:   at(16, 0),
+	}
+}
+
 // goldenCases maps each fixture name (testdata/<name>.golden.json) to the
 // value it must decode to.
 func goldenCases() map[string]Event {
@@ -218,7 +250,17 @@ func goldenCases() map[string]Event {
 	allow.Action, allow.Reason = ActionAllow, "budget raised to 6000 USD"
 	allow.LimitNanoUSD = 6_000_000_000_000
 
+	loop := validBudgetEvent()
+	loop.ID = "019593fa-5b4d-796f-8a12-3c6bcdf2caa9"
+	loop.Kind, loop.Severity, loop.Subject = BudgetLoopBreak, SeverityCritical, "agent_run=run_01HQ7"
+	loop.Budget, loop.Period, loop.PeriodStart, loop.PeriodEnd, loop.ThresholdPct = "", "", time.Time{}, time.Time{}, 0
+	loop.LimitNanoUSD, loop.SpentNanoUSD, loop.ForecastNanoUSD = 0, 412_000_000, 0
+	loop.Reason = "same prompt 21 times (max_repeats 20); run blocked for 15m0s"
+
 	return map[string]Event{
+		"budget-event.v1.threshold":   validBudgetEvent(),
+		"budget-event.v1.loop-break":  loop,
+		"instance.v1.ingress":         validInstance(),
 		"usage.v1.ok":                 validUsage(),
 		"usage.v1.streamed-estimated": streamed,
 		"usage.v1.blocked":            blocked,

@@ -63,12 +63,13 @@ func prop(s jsonSchema, name string) jsonSchema {
 // enumValues lists the allowed values of each Go enum type.
 func enumValues() map[reflect.Type]string {
 	return map[reflect.Type]string{
-		reflect.TypeFor[Status]():    statusValues,
-		reflect.TypeFor[Action]():    actionValues,
-		reflect.TypeFor[Period]():    periodValues,
-		reflect.TypeFor[Detector]():  detectorValues,
-		reflect.TypeFor[Severity]():  severityValues,
-		reflect.TypeFor[GPUSource](): gpuSourceValues,
+		reflect.TypeFor[Status]():          statusValues,
+		reflect.TypeFor[Action]():          actionValues,
+		reflect.TypeFor[Period]():          periodValues,
+		reflect.TypeFor[Detector]():        detectorValues,
+		reflect.TypeFor[Severity]():        severityValues,
+		reflect.TypeFor[GPUSource]():       gpuSourceValues,
+		reflect.TypeFor[BudgetEventKind](): budgetEventKindValues,
 	}
 }
 
@@ -127,7 +128,7 @@ func compareType(path string, typ reflect.Type, s jsonSchema) []string {
 				continue
 			}
 			seen[name] = true
-			if !strings.Contains(opts, "omitempty") {
+			if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") {
 				required = append(required, name)
 			}
 			sub, ok := props[name].(map[string]any)

@@ -14,6 +14,8 @@ const (
 	SchemaAnomaly     = "anomaly.v1"
 	SchemaBudgetState = "budget-state.v1"
 	SchemaVerdict     = "verdict.v1"
+	SchemaBudgetEvent = "budget-event.v1"
+	SchemaInstance    = "instance.v1"
 )
 
 // Event is implemented by every payload type, by value and by pointer.
@@ -32,6 +34,8 @@ var (
 	_ Event = Anomaly{}
 	_ Event = BudgetState{}
 	_ Event = Verdict{}
+	_ Event = BudgetEvent{}
+	_ Event = Instance{}
 )
 
 // SchemaFS holds the JSON Schemas, one per payload, at
@@ -56,6 +60,8 @@ func Schemas() []Schema {
 		newSchema[Anomaly](SchemaAnomaly),
 		newSchema[BudgetState](SchemaBudgetState),
 		newSchema[Verdict](SchemaVerdict),
+		newSchema[BudgetEvent](SchemaBudgetEvent),
+		newSchema[Instance](SchemaInstance),
 	}
 }
 

@@ -155,6 +155,10 @@ func TestValidateZeroValues(t *testing.T) {
 				return Anomaly{}
 			case SchemaBudgetState:
 				return BudgetState{}
+			case SchemaBudgetEvent:
+				return BudgetEvent{}
+			case SchemaInstance:
+				return Instance{}
 			}
 			return Verdict{}
 		}()

@@ -5,6 +5,11 @@ import (
 	"strings"
 )
 
+// ParseUSD parses a non-negative decimal USD amount ("500", "0.1", "2.5e-3")
+// exactly into nano-USD (1e-9 USD), refusing anything finer than a nano-USD
+// or too large for an int64. It never goes through a float.
+func ParseUSD(s string) (int64, error) { return parseScaled(s, 9) }
+
 // parseScaled parses a non-negative decimal string ("2.50", "1e-6",
 // "0.000003") exactly into an integer number of 10^-scale units, refusing
 // anything that would need more precision than scale digits or overflow.

@@ -28,6 +28,7 @@ import (
 
 	"github.com/burnrate/burnrate/schemas/clickhouse"
 	"github.com/burnrate/burnrate/services/ingress"
+	"github.com/burnrate/burnrate/services/killswitch"
 	"github.com/burnrate/burnrate/services/meter"
 	"github.com/burnrate/burnrate/services/sink"
 	"github.com/burnrate/burnrate/streams/kclient"
@@ -43,7 +44,7 @@ type File struct {
 	Ingress    ingress.Config    `yaml:"ingress"`
 	Sink       sink.Config       `yaml:"sink"`
 	Meter      meter.Config      `yaml:"meter"`
-	Killswitch Killswitch        `yaml:"killswitch"`
+	Killswitch killswitch.Config `yaml:"killswitch"`
 	GPUAgent   GPUAgent          `yaml:"gpu_agent"`
 }
 
@@ -113,7 +114,7 @@ func Default() File {
 		Ingress:    ingress.DefaultConfig(),
 		Sink:       sink.DefaultConfig(),
 		Meter:      meter.DefaultConfig(),
-		Killswitch: Killswitch{AdminListen: "127.0.0.1:8081"},
+		Killswitch: killswitch.DefaultConfig(),
 		GPUAgent:   GPUAgent{Source: "auto", ExporterURL: "http://127.0.0.1:9400/metrics", Interval: 10 * time.Second},
 	}
 }

@@ -11,23 +11,6 @@ import (
 // next to its service (as ingress.Config did) when that service is written:
 // the type, its Validate and its line in Default.
 
-// Killswitch configures the budget and loop-breaker service.
-type Killswitch struct {
-	// PoliciesFile holds budgets and loop rules; empty: no policies, so
-	// no verdicts. The killswitch reads it, never this package.
-	PoliciesFile string `yaml:"policies_file"`
-	// AdminListen is the address of the admin API; empty disables it.
-	AdminListen string `yaml:"admin_listen"`
-}
-
-// Validate names the bad field relative to the killswitch section.
-func (k Killswitch) Validate() error {
-	if k.AdminListen != "" && !isHostPort(k.AdminListen) {
-		return fmt.Errorf("admin_listen: %q is not host:port", k.AdminListen)
-	}
-	return nil
-}
-
 // GPUAgent configures the per-node GPU telemetry agent.
 type GPUAgent struct {
 	// Source is dcgm, dcgm-exporter, nvml or auto (the first that answers,

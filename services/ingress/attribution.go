@@ -94,7 +94,7 @@ func subjectsOf(a *events.Attribution, model string) []string {
 	add("app", a.App)
 	add("user", a.User)
 	add("customer", a.Customer)
-	add("run", a.AgentRunID)
+	add("agent_run", a.AgentRunID)
 	add("model", model)
 	if a.Team != "" && model != "" {
 		s = append(s, "team="+a.Team+",model="+model)

@@ -32,6 +32,12 @@ type Config struct {
 	CheapRules []CheapRule `yaml:"cheap_rules"`
 	// Spool keeps usage events on disk while Kafka is unreachable.
 	Spool SpoolConfig `yaml:"spool"`
+	// InstanceID names this ingress in its heartbeats (instances.v1), by
+	// which the killswitch splits leases; empty: ingress-<host>-<pid>.
+	InstanceID string `yaml:"instance_id"`
+	// HeartbeatInterval is how often it announces itself; it stops
+	// counting after three missed heartbeats.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 }
 
 // Key is one virtual key. Only the SHA-256 of the bearer token is kept.
@@ -114,6 +120,7 @@ func DefaultConfig() Config {
 		UpstreamTimeout:   60 * time.Second,
 		FailOpen:          true,
 		Spool:             SpoolConfig{Dir: "burnrate-spool", MaxBytes: 1 << 30, WhenFull: "fail_closed"},
+		HeartbeatInterval: 5 * time.Second,
 	}
 }
 
@@ -129,7 +136,7 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes <= 0 {
 		add("max_body_bytes: must be > 0")
 	}
-	for name, d := range map[string]time.Duration{"read_header_timeout": c.ReadHeaderTimeout, "idle_timeout": c.IdleTimeout, "upstream_timeout": c.UpstreamTimeout} {
+	for name, d := range map[string]time.Duration{"read_header_timeout": c.ReadHeaderTimeout, "idle_timeout": c.IdleTimeout, "upstream_timeout": c.UpstreamTimeout, "heartbeat_interval": c.HeartbeatInterval} {
 		if d <= 0 {
 			add("%s: must be > 0", name)
 		}

@@ -93,9 +93,18 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 	go func() { consumerDone <- consumer.Run(runCtx) }()
 	emitterDone := make(chan error, 1)
 	go func() { emitterDone <- emitter.Run(runCtx, 2*time.Second) }()
+	instance := cfg.InstanceID
+	if instance == "" {
+		instance = defaultInstanceID()
+	}
+	announced := make(chan struct{})
+	go func() {
+		announce(runCtx, producer, names.Instances(), instance, cfg.HeartbeatInterval, d.Now, d.Log)
+		close(announced)
+	}()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
-	d.Log.Info("ingress listening", zap.String("addr", ln.Addr().String()), zap.Int("routes", len(cfg.Routes)), zap.Int("keys", len(cfg.Keys)))
+	d.Log.Info("ingress listening", zap.String("addr", ln.Addr().String()), zap.String("instance", instance), zap.Int("routes", len(cfg.Routes)), zap.Int("keys", len(cfg.Keys)))
 
 	var serveErr error
 	select {
@@ -108,6 +117,7 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 		d.Log.Warn("shutdown: calls still in flight were cut", zap.Error(err))
 	}
 	stopBackground()
+	<-announced
 	errs := []error{<-emitterDone}
 	producer.Close() // fails what is still buffered into the spool
 	if err := <-consumerDone; err != nil && !errors.Is(err, context.Canceled) {

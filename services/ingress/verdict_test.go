@@ -71,7 +71,7 @@ func TestBlockVerdictGives429AndStillEmits(t *testing.T) {
 
 func TestAgentRunVerdictStopsOnlyThatRun(t *testing.T) {
 	h := newRig(t)
-	h.cache.Apply(verdict("run=loop-7", events.ActionBlock, func(v *events.Verdict) { v.Reason = "loop: same prompt 40 times in a minute" }))
+	h.cache.Apply(verdict("agent_run=loop-7", events.ActionBlock, func(v *events.Verdict) { v.Reason = "loop: same prompt 40 times in a minute" }))
 	resp := h.post(t, "/v1/chat/completions", tokenPayments, chat("gpt-4o-mini", ""), HeaderAgentRun, "loop-7")
 	readAll(t, resp)
 	if resp.StatusCode != 429 {

@@ -19,8 +19,8 @@ func BenchmarkSpendStage(b *testing.B) {
 	names := ktopics.WithPrefix("bench.")
 	cfg := DefaultConfig()
 	h := &spendHandler{cfg: &cfg, names: names, m: newMetrics(nil), parts: map[tp]*spendPartition{}}
-	t := tp{names.Usage(), 0}
-	h.restore(t, nil)
+	t := tp{Topic: names.Usage()}
+	h.Restore(t, nil)
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	recs := make([]*kgo.Record, 4096)
 	for i := range recs {
@@ -35,12 +35,12 @@ func BenchmarkSpendStage(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		r := recs[i%len(recs)]
 		r.Offset = int64(i)
-		h.process(r, now)
+		h.Process(r, now)
 		if i%75000 == 74999 {
-			out += len(h.flush(now))
+			out += len(h.Flush(now))
 		}
 	}
-	out += len(h.flush(now))
+	out += len(h.Flush(now))
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 	_ = out
 }

@@ -94,6 +94,11 @@ func DefaultConfig() Config {
 // subjectKeys are the attribution keys a subject may be made of.
 var subjectKeys = [...]string{"key", "team", "app", "user", "customer", "model", "env"}
 
+// SubjectKeys are the attribution keys the meter publishes spend for, each
+// alone ("team=payments"); Combinations adds combined subjects and every
+// agent run is "agent_run=<id>".
+func SubjectKeys() []string { return subjectKeys[:] }
+
 // Validate names the bad field relative to the meter section.
 func (c Config) Validate() error {
 	var errs []error

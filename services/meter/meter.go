@@ -2,24 +2,19 @@ package meter
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/encoding/json"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/burnrate/burnrate/schemas/events"
 	"github.com/burnrate/burnrate/streams/kclient"
+	"github.com/burnrate/burnrate/streams/kstage"
 	"github.com/burnrate/burnrate/streams/ktopics"
 )
 
@@ -49,22 +44,28 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	names := ktopics.WithPrefix(deps.Kafka.TopicPrefix)
 	spend := &spendHandler{cfg: &cfg, names: names, m: m, parts: map[tp]*spendPartition{}}
 	detect := &detectHandler{cfg: &cfg, names: names, m: m, parts: map[int32]*detectPartition{}}
-	stages := []*stage{
-		{name: "spend", group: cfg.Group, topics: []string{names.Usage(), names.GPU()}, h: spend},
-		{name: "anomalies", group: cfg.Group + "-anomalies", topics: []string{names.Spend()}, h: detect},
+	base := kstage.Config{Service: "meter", Changelog: names.MeterState(), FlushInterval: cfg.FlushInterval,
+		SessionTimeout: cfg.SessionTimeout, Kafka: deps.Kafka, Log: deps.Log, Now: deps.Now, Metrics: m.stage}
+	spendCfg, detectCfg := base, base
+	spendCfg.Name, spendCfg.Group, spendCfg.Topics = "spend", cfg.Group, []string{names.Usage(), names.GPU()}
+	detectCfg.Name, detectCfg.Group, detectCfg.Topics = "anomalies", cfg.Group+"-anomalies", []string{names.Spend()}
+	var stages []*kstage.Stage
+	for _, c := range []struct {
+		cfg kstage.Config
+		h   kstage.Handler
+	}{{spendCfg, spend}, {detectCfg, detect}} {
+		st, err := kstage.Open(c.cfg, c.h)
+		if err != nil {
+			for _, o := range stages {
+				o.Close()
+			}
+			return fmt.Errorf("meter: %w", err)
+		}
+		stages = append(stages, st)
 	}
 	errs := make(chan error, len(stages))
 	for _, s := range stages {
-		s.cfg, s.deps, s.names, s.m = &cfg, deps, names, m
-		if err := s.open(); err != nil {
-			for _, o := range stages {
-				o.close()
-			}
-			return err
-		}
-	}
-	for _, s := range stages {
-		go func() { errs <- s.run(ctx) }()
+		go func() { errs <- s.Run(ctx) }()
 	}
 	var first error
 	for range stages {
@@ -75,262 +76,10 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	return first
 }
 
-type tp struct {
-	topic     string
-	partition int32
-}
+type tp = kstage.TP
 
-// handler is a stage's processing; the stage owns Kafka and transactions.
-// Every method is called with the stage's lock held.
-type handler interface {
-	// process handles one record of a partition whose state is restored.
-	process(r *kgo.Record, now time.Time)
-	// flush returns the records to commit now: output and changelog.
-	flush(now time.Time) []*kgo.Record
-	// restore rebuilds a partition's state from its changelog entries.
-	restore(t tp, entries map[string][]byte)
-	// drop forgets partitions (revoked, or every one after an abort).
-	drop(t *tp)
-	// prefix is the changelog key prefix of a partition's state.
-	prefix(t tp) string
-	has(t tp) bool
-}
-
-// stage is one consumer group in a transactional session.
-type stage struct {
-	name, group string
-	topics      []string
-	h           handler
-	cfg         *Config
-	deps        Deps
-	names       ktopics.Names
-	m           *metrics
-
-	sess *kgo.GroupTransactSession
-	adm  *kadm.Client
-	mu   sync.Mutex
-}
-
-func (s *stage) open() error {
-	id := make([]byte, 6)
-	rand.Read(id)
-	host, _ := os.Hostname()
-	txnID := fmt.Sprintf("%s-%s-%s", s.group, host, hex.EncodeToString(id))
-	sess, err := kclient.NewGroupTransactSession(s.deps.Kafka, "meter-"+s.name,
-		kgo.TransactionalID(txnID),
-		kgo.TransactionTimeout(30*time.Second),
-		kgo.ConsumerGroup(s.group),
-		kgo.ConsumeTopics(s.topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.SessionTimeout(s.cfg.SessionTimeout),
-		kgo.HeartbeatInterval(min(s.cfg.SessionTimeout/3, 3*time.Second)),
-		kgo.RecordPartitioner(changelogPartitioner{changelog: s.names.MeterState()}),
-		kgo.OnPartitionsRevoked(s.revoked),
-		kgo.OnPartitionsLost(s.revoked),
-		kgo.ProducerLinger(5*time.Millisecond),
-	)
-	if err != nil {
-		return err
-	}
-	s.sess = sess
-	s.adm = kadm.NewClient(sess.Client())
-	return nil
-}
-
-func (s *stage) close() {
-	if s.sess != nil {
-		s.sess.Close()
-	}
-}
-
-func (s *stage) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for topic, ids := range lost {
-		for _, id := range ids {
-			t := tp{topic, id}
-			s.h.drop(&t)
-		}
-	}
-}
-
-// run polls, processes and commits a transaction every FlushInterval.
-func (s *stage) run(ctx context.Context) error {
-	defer s.sess.Close()
-	log := s.deps.Log.With(zap.String("stage", s.name))
-	inTxn := false
-	lastFlush := time.Now()
-	for {
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval/2)
-		fetches := s.sess.PollRecords(pctx, 10000)
-		cancel()
-		if fetches.IsClientClosed() {
-			return nil
-		}
-		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-				log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", p), zap.Error(err))
-			}
-		})
-		if !fetches.Empty() && !inTxn {
-			if err := s.sess.Begin(); err != nil {
-				return fmt.Errorf("meter %s: begin transaction: %w", s.name, err)
-			}
-			inTxn = true
-		}
-		now := s.deps.Now()
-		var restoreErr error
-		s.mu.Lock()
-		fetches.EachPartition(func(f kgo.FetchTopicPartition) {
-			if restoreErr != nil || len(f.Records) == 0 {
-				return
-			}
-			t := tp{f.Topic, f.Partition}
-			if !s.h.has(t) {
-				if restoreErr = s.restore(ctx, t); restoreErr != nil {
-					return
-				}
-			}
-			for _, r := range f.Records {
-				s.h.process(r, now)
-			}
-			s.m.events.WithLabelValues(s.name).Add(float64(len(f.Records)))
-		})
-		s.mu.Unlock()
-		done := ctx.Err() != nil
-		if restoreErr != nil {
-			log.Warn("state restore failed; aborting the transaction to read again", zap.Error(restoreErr))
-		}
-		if inTxn && (restoreErr != nil || done || time.Since(lastFlush) >= s.cfg.FlushInterval) {
-			s.commit(ctx, restoreErr == nil, log)
-			inTxn = false
-			lastFlush = time.Now()
-		}
-		if done {
-			return nil
-		}
-	}
-}
-
-// commit produces the flush and ends the transaction. Whatever did not
-// commit is forgotten and read again from the committed offsets.
-func (s *stage) commit(ctx context.Context, want bool, log *zap.Logger) {
-	s.mu.Lock()
-	recs := s.h.flush(s.deps.Now())
-	s.mu.Unlock()
-	var (
-		pmu     sync.Mutex
-		prodErr error
-	)
-	pctx := context.WithoutCancel(ctx)
-	for _, r := range recs {
-		s.sess.Produce(pctx, r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				pmu.Lock()
-				prodErr = err
-				pmu.Unlock()
-			}
-		})
-	}
-	if err := s.sess.Client().Flush(pctx); err != nil {
-		prodErr = err
-	}
-	try := kgo.TryCommit
-	if !want || prodErr != nil {
-		try = kgo.TryAbort
-	}
-	ectx, cancel := context.WithTimeout(pctx, 30*time.Second)
-	committed, err := s.sess.End(ectx, try)
-	cancel()
-	if committed && err == nil {
-		s.m.commits.WithLabelValues(s.name).Inc()
-		return
-	}
-	s.m.aborts.WithLabelValues(s.name).Inc()
-	log.Warn("transaction aborted; state is restored from the changelog and records are read again",
-		zap.Error(errors.Join(err, prodErr)))
-	s.mu.Lock()
-	s.h.drop(nil)
-	s.mu.Unlock()
-}
-
-// restore reads a partition's changelog (committed records only, up to the
-// last stable offset) into its handler state.
-func (s *stage) restore(ctx context.Context, t tp) error {
-	t0 := time.Now()
-	changelog := s.names.MeterState()
-	ends, err := s.adm.ListCommittedOffsets(ctx, changelog)
-	if err != nil {
-		return fmt.Errorf("changelog end offsets: %w", err)
-	}
-	end, ok := ends.Lookup(changelog, t.partition)
-	if !ok || end.Err != nil {
-		return fmt.Errorf("changelog %s has no partition %d (it needs at least as many partitions as every input topic): %v", changelog, t.partition, end.Err)
-	}
-	entries := map[string][]byte{}
-	prefix := s.h.prefix(t)
-	if end.Offset > 0 {
-		cl, err := kclient.New(s.deps.Kafka, "meter-restore",
-			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{changelog: {t.partition: kgo.NewOffset().AtStart()}}),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-			kgo.KeepControlRecords()) // transaction markers take offsets: seeing them reaches the end
-
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-	read:
-		for {
-			fs := cl.PollFetches(rctx)
-			if err := rctx.Err(); err != nil {
-				return fmt.Errorf("changelog %s/%d: read to offset %d: %w", changelog, t.partition, end.Offset, err)
-			}
-			for it := fs.RecordIter(); !it.Done(); {
-				r := it.Next()
-				if k := string(r.Key); !r.Attrs.IsControl() && strings.HasPrefix(k, prefix) {
-					if r.Value == nil {
-						delete(entries, k[len(prefix):])
-					} else {
-						entries[k[len(prefix):]] = r.Value
-					}
-				}
-				if r.Offset >= end.Offset-1 {
-					break read
-				}
-			}
-		}
-	}
-	s.h.restore(t, entries)
-	s.m.restores.WithLabelValues(s.name).Inc()
-	s.m.restoreSeconds.WithLabelValues(s.name).Observe(time.Since(t0).Seconds())
-	return nil
-}
-
-// changelogPartitioner writes changelog records to the partition they name
-// (the input partition) and hashes keys like Kafka's default elsewhere.
-type changelogPartitioner struct{ changelog string }
-
-func (c changelogPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
-	if topic == c.changelog {
-		return kgo.ManualPartitioner().ForTopic(topic)
-	}
-	return kgo.StickyKeyPartitioner(nil).ForTopic(topic)
-}
-
-// changelogRecord makes a changelog record (nil value: a delete).
 func changelogRecord(topic string, partition int32, key string, v any) *kgo.Record {
-	r := &kgo.Record{Topic: topic, Partition: partition, Key: []byte(key)}
-	if v != nil {
-		b, err := json.Marshal(v)
-		if err != nil {
-			panic(fmt.Sprintf("meter: changelog value for %s: %v", key, err)) // plain structs: cannot fail
-		}
-		r.Value = b
-	}
-	return r
+	return kstage.ChangelogRecord(topic, partition, key, v)
 }
 
 func eventRecord(topic, key string, e events.Event) *kgo.Record {
@@ -361,13 +110,13 @@ func (h *spendHandler) short(topic string) string {
 	return "usage"
 }
 
-func (h *spendHandler) prefix(t tp) string {
-	return "spend/" + h.short(t.topic) + "/" + strconv.Itoa(int(t.partition)) + "/"
+func (h *spendHandler) Prefix(t tp) string {
+	return "spend/" + h.short(t.Topic) + "/" + strconv.Itoa(int(t.Partition)) + "/"
 }
 
-func (h *spendHandler) has(t tp) bool { _, ok := h.parts[t]; return ok }
+func (h *spendHandler) Has(t tp) bool { _, ok := h.parts[t]; return ok }
 
-func (h *spendHandler) drop(t *tp) {
+func (h *spendHandler) Drop(t *tp) {
 	if t == nil {
 		clear(h.parts)
 		return
@@ -375,7 +124,7 @@ func (h *spendHandler) drop(t *tp) {
 	delete(h.parts, *t)
 }
 
-func (h *spendHandler) restore(t tp, entries map[string][]byte) {
+func (h *spendHandler) Restore(t tp, entries map[string][]byte) {
 	p := newSpendPartition()
 	for k, v := range entries {
 		switch kind, id, _ := strings.Cut(k, "/"); kind {
@@ -397,8 +146,8 @@ func (h *spendHandler) restore(t tp, entries map[string][]byte) {
 	h.parts[t] = p
 }
 
-func (h *spendHandler) process(r *kgo.Record, _ time.Time) {
-	t := tp{r.Topic, r.Partition}
+func (h *spendHandler) Process(r *kgo.Record, _ time.Time) {
+	t := tp{Topic: r.Topic, Partition: r.Partition}
 	p := h.parts[t]
 	var late bool
 	if r.Topic == h.names.GPU() {
@@ -420,12 +169,12 @@ func (h *spendHandler) process(r *kgo.Record, _ time.Time) {
 	}
 }
 
-func (h *spendHandler) flush(now time.Time) []*kgo.Record {
+func (h *spendHandler) Flush(now time.Time) []*kgo.Record {
 	var out []*kgo.Record
 	changelog := h.names.MeterState()
 	runs := 0
 	for t, p := range h.parts {
-		for _, s := range p.flush(t.topic, t.partition, now.UTC()) {
+		for _, s := range p.flush(t.Topic, t.Partition, now.UTC()) {
 			out = append(out, eventRecord(h.names.Spend(), s.Subject, s))
 		}
 		for _, a := range p.anomal {
@@ -433,16 +182,16 @@ func (h *spendHandler) flush(now time.Time) []*kgo.Record {
 			h.m.anomalies.WithLabelValues(a.Metric).Inc()
 		}
 		p.anomal = nil
-		prefix := h.prefix(t)
+		prefix := h.Prefix(t)
 		for _, id := range p.expireRuns(h.cfg.RunIdleTTL) {
-			out = append(out, changelogRecord(changelog, t.partition, prefix+"run/"+id, nil))
+			out = append(out, changelogRecord(changelog, t.Partition, prefix+"run/"+id, nil))
 			delete(p.dirtyRuns, id)
 		}
 		for id := range p.dirtyRuns {
-			out = append(out, changelogRecord(changelog, t.partition, prefix+"run/"+id, p.runs[id]))
+			out = append(out, changelogRecord(changelog, t.Partition, prefix+"run/"+id, p.runs[id]))
 		}
 		for id := range p.dirtyGPUs {
-			out = append(out, changelogRecord(changelog, t.partition, prefix+"gpu/"+id, p.gpus[id]))
+			out = append(out, changelogRecord(changelog, t.Partition, prefix+"gpu/"+id, p.gpus[id]))
 		}
 		clear(p.dirtyRuns)
 		clear(p.dirtyGPUs)
@@ -470,21 +219,21 @@ type detectHandler struct {
 	s     events.Spend
 }
 
-func (h *detectHandler) prefix(t tp) string {
-	return "anomalies/" + strconv.Itoa(int(t.partition)) + "/"
+func (h *detectHandler) Prefix(t tp) string {
+	return "anomalies/" + strconv.Itoa(int(t.Partition)) + "/"
 }
 
-func (h *detectHandler) has(t tp) bool { _, ok := h.parts[t.partition]; return ok }
+func (h *detectHandler) Has(t tp) bool { _, ok := h.parts[t.Partition]; return ok }
 
-func (h *detectHandler) drop(t *tp) {
+func (h *detectHandler) Drop(t *tp) {
 	if t == nil {
 		clear(h.parts)
 		return
 	}
-	delete(h.parts, t.partition)
+	delete(h.parts, t.Partition)
 }
 
-func (h *detectHandler) restore(t tp, entries map[string][]byte) {
+func (h *detectHandler) Restore(t tp, entries map[string][]byte) {
 	p := newDetectPartition()
 	for subject, v := range entries {
 		var st subjectState
@@ -501,10 +250,10 @@ func (h *detectHandler) restore(t tp, entries map[string][]byte) {
 			}
 		}
 	}
-	h.parts[t.partition] = p
+	h.parts[t.Partition] = p
 }
 
-func (h *detectHandler) process(r *kgo.Record, now time.Time) {
+func (h *detectHandler) Process(r *kgo.Record, now time.Time) {
 	if err := events.DecodeSpendInto(r.Value, &h.s); err != nil || h.s.Validate() != nil {
 		h.m.invalid.WithLabelValues("spend").Inc()
 		return
@@ -518,7 +267,7 @@ func (h *detectHandler) process(r *kgo.Record, now time.Time) {
 	}
 }
 
-func (h *detectHandler) flush(now time.Time) []*kgo.Record {
+func (h *detectHandler) Flush(now time.Time) []*kgo.Record {
 	var out []*kgo.Record
 	changelog := h.names.MeterState()
 	open := 0
@@ -529,7 +278,7 @@ func (h *detectHandler) flush(now time.Time) []*kgo.Record {
 			h.m.anomalies.WithLabelValues(a.Metric).Inc()
 		}
 		p.anomalies = nil
-		prefix := h.prefix(tp{partition: id})
+		prefix := h.Prefix(tp{Partition: id})
 		for subject := range p.dirty {
 			out = append(out, changelogRecord(changelog, id, prefix+subject, p.subjects[subject]))
 		}

@@ -259,16 +259,16 @@ func TestDetectorStateSurvivesARestart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h.process(&kgo.Record{Value: b, Partition: 0}, now)
+			h.Process(&kgo.Record{Value: b, Partition: 0}, now)
 			if len(h.parts[0].dirty) > 0 && h.parts[0].watermark%300 == 0 {
-				for _, r := range h.flush(now) {
+				for _, r := range h.Flush(now) {
 					if r.Topic == h.names.Anomalies() {
 						out = append(out, string(r.Key))
 					}
 				}
 			}
 		}
-		for _, r := range h.flush(now) {
+		for _, r := range h.Flush(now) {
 			if r.Topic == h.names.Anomalies() {
 				out = append(out, string(r.Key))
 			}
@@ -277,7 +277,7 @@ func TestDetectorStateSurvivesARestart(t *testing.T) {
 	}
 	newHandler := func() *detectHandler {
 		h := &detectHandler{cfg: &cfg, names: ktopics.WithPrefix(""), m: newMetrics(nil), parts: map[int32]*detectPartition{}}
-		h.restore(tp{partition: 0}, nil)
+		h.Restore(tp{Partition: 0}, nil)
 		return h
 	}
 	whole := run(newHandler(), 0, len(spends))
@@ -294,7 +294,7 @@ func TestDetectorStateSurvivesARestart(t *testing.T) {
 		entries[subject] = b
 	}
 	second := &detectHandler{cfg: &cfg, names: ktopics.WithPrefix(""), m: newMetrics(nil), parts: map[int32]*detectPartition{}}
-	second.restore(tp{partition: 0}, entries)
+	second.Restore(tp{Partition: 0}, entries)
 	got = append(got, run(second, cut, len(spends))...)
 	if !slices.Equal(got, whole) || len(whole) == 0 {
 		t.Errorf("anomalies with a restart %v, without %v (want equal and not empty)", got, whole)

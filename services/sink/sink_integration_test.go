@@ -155,6 +155,8 @@ func TestSinkWritesEveryTopicAndDeadLettersTheRest(t *testing.T) {
 	for i := 0; i < 12; i++ {
 		recs = append(recs, sinktest.Record(f.names.Anomalies(), "team", sinktest.Anomaly(i, at)))
 		recs = append(recs, sinktest.Record(f.names.Verdicts(), fmt.Sprint("team=", i), sinktest.Verdict(i, at)))
+		e := sinktest.BudgetEvent(i, at)
+		recs = append(recs, sinktest.Record(f.names.BudgetEvents(), e.Subject, e))
 	}
 	recs = append(recs, &kgo.Record{Topic: f.names.Verdicts(), Key: []byte("team=0")}) // tombstone
 	f.produce(t, recs...)
@@ -166,6 +168,10 @@ func TestSinkWritesEveryTopicAndDeadLettersTheRest(t *testing.T) {
 	f.waitCount(t, "SELECT count() FROM {db}.gpu_samples", 600, 10*time.Second)
 	f.waitCount(t, "SELECT count() FROM {db}.anomalies", 12, 10*time.Second)
 	f.waitCount(t, "SELECT count() FROM {db}.verdicts", 12, 10*time.Second)
+	f.waitCount(t, "SELECT count() FROM {db}.budget_events", 12, 10*time.Second)
+	if got := f.count(t, "SELECT count() FROM {db}.budget_events WHERE kind = 'loop_break' AND budget = '' AND period_start = toDateTime(0)"); got != 6 {
+		t.Errorf("%d loop breaks without a period, want 6", got)
+	}
 	if got := f.count(t, "SELECT toUInt64(sum(cost_nano_usd)) FROM {db}.usage_events"); int64(got) != wantCost {
 		t.Errorf("cost sum %d, want %d", got, wantCost)
 	}

@@ -52,12 +52,16 @@ var tables = []table{
 	{topic: ktopics.GPU, name: "gpu_samples", timeColumn: "occurred_at", newRows: func() rows { return newColumns(gpuColumns, events.DecodeGPUSampleInto, gpuTime) }},
 	{topic: ktopics.Anomalies, name: "anomalies", timeColumn: "detected_at", newRows: func() rows { return newColumns(anomalyColumns, events.DecodeAnomalyInto, anomalyTime) }},
 	{topic: ktopics.Verdicts, name: "verdicts", timeColumn: "issued_at", compacted: true, newRows: func() rows { return newColumns(verdictColumns, events.DecodeVerdictInto, verdictTime) }},
+	{topic: ktopics.BudgetEvents, name: "budget_events", timeColumn: "occurred_at", newRows: func() rows {
+		return newColumns(budgetEventColumns, events.DecodeBudgetEventInto, budgetEventTime)
+	}},
 }
 
-func usageTime(u *events.Usage) time.Time     { return u.OccurredAt }
-func gpuTime(g *events.GPUSample) time.Time   { return g.OccurredAt }
-func anomalyTime(a *events.Anomaly) time.Time { return a.DetectedAt }
-func verdictTime(v *events.Verdict) time.Time { return v.IssuedAt }
+func usageTime(u *events.Usage) time.Time             { return u.OccurredAt }
+func gpuTime(g *events.GPUSample) time.Time           { return g.OccurredAt }
+func anomalyTime(a *events.Anomaly) time.Time         { return a.DetectedAt }
+func verdictTime(v *events.Verdict) time.Time         { return v.IssuedAt }
+func budgetEventTime(e *events.BudgetEvent) time.Time { return e.OccurredAt }
 
 // validator is what every event type offers.
 type validator interface{ Validate() error }
@@ -364,6 +368,34 @@ func verdictColumns() []column[events.Verdict] {
 		mk("lease_remaining_nano_usd", func(v *V) int64 { return lease(v).RemainingNanoUSD }),
 		u32("lease_instances", func(v *V) int64 { return clamp32(int64(lease(v).Instances)) }),
 		mk("issued_by", func(v *V) string { return v.IssuedBy }),
+	}
+}
+
+func budgetEventColumns() []column[events.BudgetEvent] {
+	type E = events.BudgetEvent
+	// Events without a budget have no period: 1970-01-01 in ClickHouse.
+	orEpoch := func(t time.Time) time.Time {
+		if t.IsZero() {
+			return minDateTime
+		}
+		return t
+	}
+	return []column[E]{
+		mk("id", func(e *E) string { return e.ID }),
+		dateTime("occurred_at", func(e *E) time.Time { return e.OccurredAt }),
+		mk("subject", func(e *E) string { return e.Subject }),
+		lowCard("period", func(e *E) string { return string(e.Period) }),
+		dateTime("period_start", func(e *E) time.Time { return orEpoch(e.PeriodStart) }),
+		lowCard("kind", func(e *E) string { return string(e.Kind) }),
+		mk("threshold_pct", func(e *E) uint8 { return uint8(e.ThresholdPct) }),
+		mk("limit_nano_usd", func(e *E) int64 { return e.LimitNanoUSD }),
+		mk("spent_nano_usd", func(e *E) int64 { return e.SpentNanoUSD }),
+		mk("forecast_nano_usd", func(e *E) int64 { return e.ForecastNanoUSD }),
+		mk("reason", func(e *E) string { return e.Reason }),
+		mk("actor", func(e *E) string { return e.Actor }),
+		lowCard("severity", func(e *E) string { return string(e.Severity) }),
+		mk("budget", func(e *E) string { return e.Budget }),
+		dateTime("period_end", func(e *E) time.Time { return orEpoch(e.PeriodEnd) }),
 	}
 }
 

@@ -40,6 +40,13 @@ const (
 	// and anomaly detector state, written in the meter's transactions and
 	// read back when a meter replica takes a partition over.
 	MeterState = "meter-state.v1"
+	// BudgetEvents holds what the killswitch did or noticed (thresholds,
+	// exhausted budgets, forecasts, loop breaks, manual kills), written in
+	// its transactions; the sink puts it in budget_events.
+	BudgetEvents = "budget-events.v1"
+	// Instances holds heartbeats of live ingress instances, so the
+	// killswitch can split leases across them.
+	Instances = "instances.v1"
 )
 
 func deleteAfter(d time.Duration) map[string]string {
@@ -78,6 +85,10 @@ func Catalog() []Topic {
 			Partitions: 3, ReplicationFactor: 3, Configs: deleteAfter(30 * day)},
 		{Name: MeterState, Key: "stage/input partition/state key; partition = the input partition", WrittenBy: "meter (transactional)", ReadBy: "meter restore",
 			Partitions: 12, ReplicationFactor: 3, Configs: compacted()},
+		{Name: BudgetEvents, Key: "subject", WrittenBy: "killswitch (transactional)", ReadBy: "sink, anyone",
+			Partitions: 3, ReplicationFactor: 3, Configs: deleteAfter(30 * day)},
+		{Name: Instances, Key: "instance id", WrittenBy: "ingress (heartbeats; tombstone on shutdown)", ReadBy: "killswitch (all partitions, from the start)",
+			Partitions: 1, ReplicationFactor: 3, Configs: compacted()},
 	}
 }
 
@@ -109,6 +120,12 @@ func (n Names) BudgetState() string { return n.prefix + BudgetState }
 func (n Names) Verdicts() string    { return n.prefix + Verdicts }
 func (n Names) DeadLetter() string  { return n.prefix + DeadLetter }
 func (n Names) MeterState() string  { return n.prefix + MeterState }
+
+// BudgetEvents returns the full name of budget-events.v1.
+func (n Names) BudgetEvents() string { return n.prefix + BudgetEvents }
+
+// Instances returns the full name of instances.v1.
+func (n Names) Instances() string { return n.prefix + Instances }
 
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))

@@ -27,8 +27,10 @@ func TestCatalogMatchesDesign(t *testing.T) {
 	f(Verdicts, "compact", "")
 	f(DeadLetter, "delete", "2592000000")
 	f(MeterState, "compact", "")
-	if n := len(Catalog()); n != 8 {
-		t.Errorf("catalog has %d topics, want 8", n)
+	f(BudgetEvents, "delete", "2592000000")
+	f(Instances, "compact", "")
+	if n := len(Catalog()); n != 10 {
+		t.Errorf("catalog has %d topics, want 10", n)
 	}
 	if _, err := Lookup("nope.v1"); err == nil {
 		t.Error("Lookup of an unknown topic succeeded")

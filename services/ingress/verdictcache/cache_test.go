@@ -494,7 +494,7 @@ func TestConcurrentApplyAndCheck(t *testing.T) {
 
 var benchSubjects = []string{
 	"key=vk_123", "team=payments", "app=checkout", "user=u1",
-	"customer=acme", "run=0199a3c2-7d1e-7c3a-9f00-4b2c1d0e9a77", "model=gpt-4o",
+	"customer=acme", "agent_run=0199a3c2-7d1e-7c3a-9f00-4b2c1d0e9a77", "model=gpt-4o",
 }
 
 // benchCache holds 10k unrelated subjects plus, of the benchmark's seven, a
@@ -552,7 +552,7 @@ func BenchmarkVerdictCheck(b *testing.B) {
 // subjects has a verdict.
 func BenchmarkVerdictCheckNoHits(b *testing.B) {
 	c := benchCache()
-	subjects := []string{"key=vk_9", "team=search", "app=web", "user=u9", "customer=globex", "run=r9", "model=claude"}
+	subjects := []string{"key=vk_9", "team=search", "app=web", "user=u9", "customer=globex", "agent_run=r9", "model=claude"}
 	b.ReportAllocs()
 	for b.Loop() {
 		c.Check(subjects, 1000)
