@@ -16,8 +16,8 @@ type BudgetEvent struct {
 	Subject         string          `json:"subject"`
 	Budget          string          `json:"budget,omitempty"`        // policy name; empty for loop breaks, anomalies and manual actions
 	Period          Period          `json:"period,omitempty"`        // set with Budget
-	PeriodStart     time.Time       `json:"period_start,omitzero"`   // set with Budget
-	PeriodEnd       time.Time       `json:"period_end,omitzero"`     // set with Budget
+	PeriodStart     *time.Time      `json:"period_start,omitempty"`  // set with Budget
+	PeriodEnd       *time.Time      `json:"period_end,omitempty"`    // set with Budget
 	ThresholdPct    int             `json:"threshold_pct,omitempty"` // threshold events: the percent crossed
 	LimitNanoUSD    int64           `json:"limit_nano_usd"`
 	SpentNanoUSD    int64           `json:"spent_nano_usd"`
@@ -48,7 +48,14 @@ const budgetEventKindValues = "threshold|exhausted|forecast|loop_break|anomaly|m
 // SchemaName returns "budget-event.v1".
 func (BudgetEvent) SchemaName() string { return SchemaBudgetEvent }
 
-func (e *BudgetEvent) normalize() { utc(&e.OccurredAt, &e.PeriodStart, &e.PeriodEnd) }
+func (e *BudgetEvent) normalize() {
+	utc(&e.OccurredAt)
+	for _, t := range []*time.Time{e.PeriodStart, e.PeriodEnd} {
+		if t != nil {
+			utc(t)
+		}
+	}
+}
 
 // Validate reports every problem with e.
 func (e BudgetEvent) Validate() error {
@@ -62,9 +69,13 @@ func (e BudgetEvent) Validate() error {
 	c.optional("budget", e.Budget)
 	if e.Budget != "" {
 		c.enum("period", "period", string(e.Period), periodValues)
-		c.window("period_start", "period_end", e.PeriodStart, e.PeriodEnd)
-	} else if e.Period != "" || !e.PeriodStart.IsZero() || !e.PeriodEnd.IsZero() {
-		c.addf("period", "must be empty without budget")
+		if e.PeriodStart == nil || e.PeriodEnd == nil {
+			c.addf("period_start", "period_start and period_end must be set with budget")
+		} else {
+			c.window("period_start", "period_end", *e.PeriodStart, *e.PeriodEnd)
+		}
+	} else if e.Period != "" || e.PeriodStart != nil || e.PeriodEnd != nil {
+		c.addf("period", "period, period_start and period_end must be absent without budget")
 	}
 	if e.Kind == BudgetThreshold {
 		if e.ThresholdPct < 1 || e.ThresholdPct > 100 {

@@ -139,8 +139,8 @@ func validBudgetEvent() BudgetEvent {
 		Subject:         "team=payments",
 		Budget:          "payments-monthly",
 		Period:          PeriodMonth,
-		PeriodStart:     time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC),
-		PeriodEnd:       time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC),
+		PeriodStart:     ptr(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)),
+		PeriodEnd:       ptr(time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)),
 		ThresholdPct:    80,
 		LimitNanoUSD:    5_000_000_000_000,
 		SpentNanoUSD:    4_001_250_000_000,
@@ -149,6 +149,8 @@ func validBudgetEvent() BudgetEvent {
 		Actor:           "killswitch/killswitch-0",
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func validInstance() Instance {
 	return Instance{
@@ -253,7 +255,7 @@ func goldenCases() map[string]Event {
 	loop := validBudgetEvent()
 	loop.ID = "019593fa-5b4d-796f-8a12-3c6bcdf2caa9"
 	loop.Kind, loop.Severity, loop.Subject = BudgetLoopBreak, SeverityCritical, "agent_run=run_01HQ7"
-	loop.Budget, loop.Period, loop.PeriodStart, loop.PeriodEnd, loop.ThresholdPct = "", "", time.Time{}, time.Time{}, 0
+	loop.Budget, loop.Period, loop.PeriodStart, loop.PeriodEnd, loop.ThresholdPct = "", "", nil, nil, 0
 	loop.LimitNanoUSD, loop.SpentNanoUSD, loop.ForecastNanoUSD = 0, 412_000_000, 0
 	loop.Reason = "same prompt 21 times (max_repeats 20); run blocked for 15m0s"
 

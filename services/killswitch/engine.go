@@ -34,6 +34,11 @@ type engine struct {
 	nSpend   int    // partitions of spend.v1
 	live     func() int
 	lastLive int
+	now      func() time.Time
+	// published is the latest verdict of a subject on verdicts.v1, so a
+	// restarted killswitch knows what the ingresses hold and does not
+	// grant a lease twice.
+	published func(subject string) (events.Verdict, bool)
 
 	parts  map[int32]*partState      // restored spend partitions
 	runs   map[string]time.Time      // agent_run subjects blocked by a loop rule → until
@@ -75,9 +80,10 @@ type request struct {
 var _ kstage.Handler = (*engine)(nil)
 var _ kstage.Ticker = (*engine)(nil)
 
-func newEngine(cfg *Config, names ktopics.Names, log *zap.Logger, m *metrics, instance string, live func() int, notify func(alert.Alert)) *engine {
-	return &engine{cfg: cfg, names: names, log: log, m: m, actor: "killswitch/" + instance, pol: &policy.Policies{},
-		live: live, notify: notify, parts: map[int32]*partState{}, runs: map[string]time.Time{}, manual: map[string]events.Verdict{}}
+func newEngine(cfg *Config, names ktopics.Names, log *zap.Logger, m *metrics, instance string, now func() time.Time, notify func(alert.Alert)) *engine {
+	return &engine{cfg: cfg, names: names, log: log, m: m, actor: "killswitch/" + instance, pol: &policy.Policies{}, now: now,
+		live: func() int { return 0 }, published: func(string) (events.Verdict, bool) { return events.Verdict{}, false },
+		notify: notify, parts: map[int32]*partState{}, runs: map[string]time.Time{}, manual: map[string]events.Verdict{}}
 }
 
 func stateKey(s *events.BudgetState) string {
@@ -113,7 +119,12 @@ func (e *engine) Restore(t kstage.TP, entries map[string][]byte) {
 			e.log.Warn("budget-state record skipped", zap.String("key", k), zap.Error(err))
 			continue
 		}
-		p.budgets[k] = &budget{st: st}
+		// Spend may still be in flight: a lease is re-split only once it
+		// has been quiet for lease_quiet from now.
+		p.budgets[k] = &budget{st: st, lastGrowth: e.now()}
+		if v, ok := e.published(st.Subject); ok && !strings.HasPrefix(v.IssuedBy, adminPrefix) {
+			p.verdicts[st.Subject] = &v
+		}
 	}
 	e.parts[t.Partition] = p
 	e.bind(p)
@@ -189,8 +200,11 @@ func (e *engine) budgetOf(p *partState, pb *policy.Budget, subject string, start
 	k := stateKey(&st)
 	b := p.budgets[k]
 	if b == nil {
-		b = &budget{st: st, pol: pb, dirty: true}
+		b = &budget{st: st, pol: pb, dirty: true, lastGrowth: now}
 		p.budgets[k] = b
+		if v, ok := e.published(subject); ok && !strings.HasPrefix(v.IssuedBy, adminPrefix) && p.verdicts[subject] == nil {
+			p.verdicts[subject] = &v
+		}
 	}
 	return b
 }
@@ -508,8 +522,9 @@ func (e *engine) stateRecord(id int32, key string, b *budget) *kgo.Record {
 
 func (e *engine) budgetEvent(b *budget, kind events.BudgetEventKind, sev events.Severity, pct int, reason string) events.BudgetEvent {
 	st := &b.st
+	start, end := st.PeriodStart, st.PeriodEnd
 	return events.BudgetEvent{Kind: kind, Severity: sev, Subject: st.Subject, Budget: st.Budget, Period: st.Period,
-		PeriodStart: st.PeriodStart, PeriodEnd: st.PeriodEnd, ThresholdPct: pct, LimitNanoUSD: st.LimitNanoUSD,
+		PeriodStart: &start, PeriodEnd: &end, ThresholdPct: pct, LimitNanoUSD: st.LimitNanoUSD,
 		SpentNanoUSD: st.SpentNanoUSD, Reason: reason}
 }
 
@@ -559,7 +574,14 @@ func alertOf(ev *events.BudgetEvent) alert.Alert {
 	}[ev.Kind]
 	return alert.Alert{ID: ev.ID, Kind: string(ev.Kind), Severity: string(ev.Severity), Subject: ev.Subject, Budget: ev.Budget,
 		Title: ev.Subject + ": " + title, Text: ev.Reason, LimitNanoUSD: ev.LimitNanoUSD, SpentNanoUSD: ev.SpentNanoUSD,
-		ForecastNanoUSD: ev.ForecastNanoUSD, ThresholdPct: ev.ThresholdPct, PeriodEnd: ev.PeriodEnd, OccurredAt: ev.OccurredAt}
+		ForecastNanoUSD: ev.ForecastNanoUSD, ThresholdPct: ev.ThresholdPct, PeriodEnd: deref(ev.PeriodEnd), OccurredAt: ev.OccurredAt}
+}
+
+func deref(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }
 
 func record(topic, key string, ev events.Event) *kgo.Record {

@@ -97,8 +97,9 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 		log.Warn("instances.v1 and verdicts.v1 not read to their end in 30 s; starting anyway (leases may count too few ingress instances)")
 	}
 
-	eng := newEngine(&cfg, names, log, m, instance, v.live, notifier.Send)
+	eng := newEngine(&cfg, names, log, m, instance, d.Now, notifier.Send)
 	eng.pol, eng.nSpend, eng.manual = pol, nSpend, v.manual()
+	eng.live, eng.published, eng.lastLive = v.live, v.latest, v.live()
 	st, err := kstage.Open(kstage.Config{Name: "budgets", Service: "killswitch", Group: cfg.Group,
 		Topics: []string{names.Spend(), names.Anomalies()}, Changelog: names.BudgetState(), FlushInterval: cfg.FlushInterval,
 		SessionTimeout: cfg.SessionTimeout, EagerRestore: true, Kafka: d.Kafka, Log: log, Now: d.Now, Metrics: m.stage}, eng)

@@ -242,7 +242,7 @@ budgets:
 	f.spend(t, "team=a", usd(2), at, nil)
 	f.spend(t, "team=a", usd(1.5), at, nil)
 	e := f.waitEvent(t, "team=a", events.BudgetThreshold, 50)
-	if e.SpentNanoUSD < usd(2.5) || e.Budget != "a-hourly" || !e.PeriodEnd.Equal(start.Add(time.Hour)) {
+	if e.SpentNanoUSD < usd(2.5) || e.Budget != "a-hourly" || e.PeriodEnd == nil || !e.PeriodEnd.Equal(start.Add(time.Hour)) {
 		t.Errorf("threshold event %+v", e)
 	}
 	f.spend(t, "team=a", usd(0.6), at, nil) // $4.10: $0.90 left, under 20 % of $5

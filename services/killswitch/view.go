@@ -60,6 +60,14 @@ func (v *view) active() []events.Verdict {
 	return out
 }
 
+// latest returns the newest verdict of subject, expired or not.
+func (v *view) latest(subject string) (events.Verdict, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	vd, ok := v.verdicts[subject]
+	return vd, ok
+}
+
 // manual returns the active verdicts an admin issued (to restore kills).
 func (v *view) manual() map[string]events.Verdict {
 	out := map[string]events.Verdict{}

@@ -374,11 +374,11 @@ func verdictColumns() []column[events.Verdict] {
 func budgetEventColumns() []column[events.BudgetEvent] {
 	type E = events.BudgetEvent
 	// Events without a budget have no period: 1970-01-01 in ClickHouse.
-	orEpoch := func(t time.Time) time.Time {
-		if t.IsZero() {
+	orEpoch := func(t *time.Time) time.Time {
+		if t == nil {
 			return minDateTime
 		}
-		return t
+		return *t
 	}
 	return []column[E]{
 		mk("id", func(e *E) string { return e.ID }),

@@ -16,8 +16,13 @@ const (
 	defaultTimeout     = 5 * time.Second
 	defaultMaxAttempts = 5
 	defaultBackoffMax  = 30 * time.Second
-	backoffStart       = 500 * time.Millisecond
-	drainTimeout       = 5 * time.Second
+)
+
+const (
+	// backoffStart is the wait after a first failed attempt.
+	backoffStart = 500 * time.Millisecond
+	// drainTimeout bounds the deliveries after Run's ctx is done.
+	drainTimeout = 5 * time.Second
 )
 
 // formats are the webhook body formats; the first is the default.

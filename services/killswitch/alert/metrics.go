@@ -23,8 +23,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.alerts, m.attempts} {
+	cs := []prometheus.Collector{m.alerts, m.attempts}
+	for i, c := range cs {
 		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
 			return nil, err
 		}
 	}

@@ -56,19 +56,13 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Notifier, err
 	if log == nil {
 		log = zap.NewNop()
 	}
-	m, err := newMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("alert: register metrics: %w", err)
-	}
 	n := &Notifier{
 		log: log.Named("alert"),
 		client: &http.Client{
-			Transport: http.DefaultTransport.(*http.Transport).Clone(),
 			// A webhook that redirects is misconfigured; following it
 			// would resend the headers somewhere else.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		metrics:      m,
 		backoffStart: backoffStart,
 		drainTimeout: drainTimeout,
 	}
@@ -78,7 +72,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Notifier, err
 			name:        w.name(i),
 			url:         w.URL,
 			slack:       w.Format == "slack",
-			kinds:       w.Kinds,
+			kinds:       slices.Clone(w.Kinds),
 			minSeverity: severityRank(w.MinSeverity),
 			headers:     http.Header{},
 			timeout:     cmp.Or(w.Timeout, defaultTimeout),
@@ -101,6 +95,14 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Notifier, err
 		h.headers.Set("Content-Type", "application/json")
 		h.headers.Set("User-Agent", "burnrate-killswitch")
 		n.hooks = append(n.hooks, h)
+	}
+	// Registered last, so a failed New leaves reg as it was.
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("alert: register metrics: %w", err)
+	}
+	n.metrics = m
+	for _, h := range n.hooks {
 		n.initSeries(h)
 	}
 	return n, nil

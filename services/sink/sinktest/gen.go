@@ -128,14 +128,16 @@ func BudgetEvent(i int, at time.Time) events.BudgetEvent {
 	e := events.BudgetEvent{
 		Schema: events.SchemaBudgetEvent, ID: events.NewID(at), OccurredAt: at, Kind: events.BudgetThreshold,
 		Severity: events.SeverityWarning, Subject: "team=" + teams[i%len(teams)], Budget: "monthly",
-		Period: events.PeriodMonth, PeriodStart: time.Date(at.Year(), at.Month(), 1, 0, 0, 0, 0, time.UTC),
+		Period:       events.PeriodMonth,
 		ThresholdPct: 80, LimitNanoUSD: 5e12, SpentNanoUSD: 4e12 + int64(i), Reason: "80 % of the monthly budget spent",
 		Actor: "killswitch/killswitch-0",
 	}
-	e.PeriodEnd = e.PeriodStart.AddDate(0, 1, 0)
+	start := time.Date(at.Year(), at.Month(), 1, 0, 0, 0, 0, time.UTC)
+	end := start.AddDate(0, 1, 0)
+	e.PeriodStart, e.PeriodEnd = &start, &end
 	if i%2 == 1 {
 		e.Kind, e.Severity, e.Subject, e.Reason = events.BudgetLoopBreak, events.SeverityCritical, fmt.Sprintf("agent_run=run-%d", i), "same prompt 21 times"
-		e.Budget, e.Period, e.PeriodStart, e.PeriodEnd, e.ThresholdPct, e.LimitNanoUSD = "", "", time.Time{}, time.Time{}, 0, 0
+		e.Budget, e.Period, e.PeriodStart, e.PeriodEnd, e.ThresholdPct, e.LimitNanoUSD = "", "", nil, nil, 0, 0
 	}
 	return e
 }
