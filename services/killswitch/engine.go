@@ -30,8 +30,9 @@ type engine struct {
 	m        *metrics
 	actor    string // "killswitch/<instance>"
 	pol      *policy.Policies
-	polSeen  string // policies version the states were last evaluated with
-	nSpend   int    // partitions of spend.v1
+	polSeen  string           // policies version the states were last evaluated with
+	nSpend   int              // partitions of spend.v1
+	partOf   map[string]int32 // subject → its spend.v1 partition
 	live     func() int
 	lastLive int
 	now      func() time.Time
@@ -56,6 +57,7 @@ type engine struct {
 // partState is the state of one spend.v1 partition: the budgets whose
 // subjects hash there.
 type partState struct {
+	current  map[*policy.Budget]*budget // seeded budgets' current period
 	budgets  map[string]*budget         // stateKey → budget of one period
 	verdicts map[string]*events.Verdict // subject → the verdict this partition last published
 }
@@ -67,7 +69,9 @@ type budget struct {
 	burn       burnRate
 	lastGrowth time.Time // wall time spend last grew
 	lastSpend  time.Time // produced_at of the newest spend counted
-	dirty      bool
+	dirty      bool      // changelog record due
+	touched    bool      // spend since the last judgement
+	want       want      // the last judgement
 }
 
 // request is a manual kill or lift from the admin API.
@@ -112,7 +116,7 @@ func (e *engine) Drop(t *kstage.TP) {
 }
 
 func (e *engine) Restore(t kstage.TP, entries map[string][]byte) {
-	p := &partState{budgets: map[string]*budget{}, verdicts: map[string]*events.Verdict{}}
+	p := &partState{budgets: map[string]*budget{}, verdicts: map[string]*events.Verdict{}, current: map[*policy.Budget]*budget{}}
 	for k, v := range entries {
 		st, err := events.DecodeBudgetState(v)
 		if err != nil || st.Validate() != nil {
@@ -121,7 +125,7 @@ func (e *engine) Restore(t kstage.TP, entries map[string][]byte) {
 		}
 		// Spend may still be in flight: a lease is re-split only once it
 		// has been quiet for lease_quiet from now.
-		p.budgets[k] = &budget{st: st, lastGrowth: e.now()}
+		p.budgets[k] = &budget{st: st, lastGrowth: e.now(), touched: true}
 		if v, ok := e.published(st.Subject); ok && !strings.HasPrefix(v.IssuedBy, adminPrefix) {
 			p.verdicts[st.Subject] = &v
 		}
@@ -133,6 +137,7 @@ func (e *engine) Restore(t kstage.TP, entries map[string][]byte) {
 
 // bind points restored or reloaded budgets at their policy.
 func (e *engine) bind(p *partState) {
+	clear(p.current)
 	for _, b := range p.budgets {
 		b.pol = nil
 		for _, pb := range e.pol.Find(b.st.Subject) {
@@ -183,7 +188,7 @@ func (e *engine) Process(r *kgo.Record, now time.Time) {
 		b.st.SpentNanoUSD += s.DeltaNanoUSD
 		b.st.SpentTokens += s.DeltaTokens
 		b.st.UpdatedAt = now.UTC()
-		b.dirty = true
+		b.dirty, b.touched = true, true
 		if s.DeltaNanoUSD > 0 || s.DeltaTokens > 0 {
 			b.burn.add(now, s.DeltaNanoUSD)
 			b.lastGrowth = now
@@ -200,7 +205,7 @@ func (e *engine) budgetOf(p *partState, pb *policy.Budget, subject string, start
 	k := stateKey(&st)
 	b := p.budgets[k]
 	if b == nil {
-		b = &budget{st: st, pol: pb, dirty: true, lastGrowth: now}
+		b = &budget{st: st, pol: pb, dirty: true, touched: true, lastGrowth: now}
 		p.budgets[k] = b
 		if v, ok := e.published(subject); ok && !strings.HasPrefix(v.IssuedBy, adminPrefix) && p.verdicts[subject] == nil {
 			p.verdicts[subject] = &v
@@ -288,11 +293,18 @@ func (e *engine) Flush(now time.Time) []*kgo.Record {
 		e.event(r.event, now)
 	}
 	e.sent, e.reqs = e.reqs, nil
-	e.due = now.Add(time.Minute)
+	// A full evaluation judges every budget (timers, reloads, instance
+	// changes); otherwise only the budgets that got spend are judged.
+	full := !now.Before(e.due) || e.pol.Version != e.polSeen || liveChanged
+	if full {
+		e.due = now.Add(time.Minute)
+	}
 	tracked := 0
 	for id, p := range e.parts {
-		e.seed(id, p, now)
-		out = e.evaluate(id, p, now, live, liveChanged, out)
+		if full {
+			e.seed(id, p, now)
+		}
+		out = e.evaluate(id, p, now, live, liveChanged, full, out)
 		tracked += len(p.budgets)
 	}
 	e.polSeen = e.pol.Version
@@ -309,8 +321,11 @@ func (e *engine) seed(id int32, p *partState, now time.Time) {
 		if pb.Wildcard || e.partitionOf(pb.Subject) != id {
 			continue
 		}
+		if b := p.current[pb]; b != nil && now.Before(b.st.PeriodEnd) {
+			continue // seeded for this period
+		}
 		start, end := pb.PeriodAt(now)
-		e.budgetOf(p, pb, pb.Subject, start, end, now)
+		p.current[pb] = e.budgetOf(p, pb, pb.Subject, start, end, now)
 	}
 }
 
@@ -320,7 +335,15 @@ func (e *engine) partitionOf(subject string) int32 {
 	if e.nSpend <= 0 {
 		return -1
 	}
-	return int32(kgo.StickyKeyPartitioner(nil).ForTopic(e.names.Spend()).Partition(&kgo.Record{Key: []byte(subject)}, e.nSpend))
+	if p, ok := e.partOf[subject]; ok {
+		return p
+	}
+	if e.partOf == nil || len(e.partOf) > 1<<16 {
+		e.partOf = map[string]int32{}
+	}
+	p := int32(kgo.StickyKeyPartitioner(nil).ForTopic(e.names.Spend()).Partition(&kgo.Record{Key: []byte(subject)}, e.nSpend))
+	e.partOf[subject] = p
+	return p
 }
 
 // want is what one budget asks of its subject now.
@@ -349,26 +372,39 @@ func rank(a events.Action) int {
 	return 0
 }
 
-func (e *engine) evaluate(id int32, p *partState, now time.Time, live int, liveChanged bool, out []*kgo.Record) []*kgo.Record {
-	wants := map[string]want{} // subject → the most restrictive want
+func (e *engine) evaluate(id int32, p *partState, now time.Time, live int, liveChanged, full bool, out []*kgo.Record) []*kgo.Record {
+	decideFor := map[string]bool{} // subjects whose verdict may change
 	for k, b := range p.budgets {
 		if now.Sub(b.st.PeriodEnd) > keepEnded || b.pol == nil {
 			delete(p.budgets, k)
 			out = append(out, kstage.ChangelogRecord(e.names.BudgetState(), id, k, nil))
-			if _, ok := wants[b.st.Subject]; !ok {
-				wants[b.st.Subject] = want{}
-			}
+			decideFor[b.st.Subject] = true
+			continue
+		}
+		if full || b.touched {
+			decideFor[b.st.Subject] = true
+		}
+	}
+	wants := make(map[string]want, len(decideFor)) // subject → the most restrictive want
+	for subject := range decideFor {
+		wants[subject] = want{}
+	}
+	for k, b := range p.budgets {
+		if !decideFor[b.st.Subject] {
 			continue
 		}
 		if b.pol.LimitNanoUSD != b.st.LimitNanoUSD || b.pol.LimitTokens != b.st.LimitTokens {
 			b.st.LimitNanoUSD, b.st.LimitTokens, b.dirty = b.pol.LimitNanoUSD, b.pol.LimitTokens, true
 		}
-		w := want{}
-		if !now.Before(b.st.PeriodStart) && now.Before(b.st.PeriodEnd) {
-			w = e.judge(b, now)
-			e.due = minTime(e.due, b.st.PeriodEnd)
+		if full || b.touched {
+			b.want, b.touched = want{}, false
+			if !now.Before(b.st.PeriodStart) && now.Before(b.st.PeriodEnd) {
+				b.want = e.judge(b, now)
+				e.due = minTime(e.due, b.st.PeriodEnd)
+			}
 		}
-		if old, ok := wants[b.st.Subject]; !ok || rank(w.action) > rank(old.action) ||
+		w := b.want
+		if old := wants[b.st.Subject]; rank(w.action) > rank(old.action) ||
 			w.action == events.ActionLease && old.action == events.ActionLease && w.remaining < old.remaining {
 			wants[b.st.Subject] = w
 		}

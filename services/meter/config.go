@@ -97,7 +97,7 @@ var subjectKeys = [...]string{"key", "team", "app", "user", "customer", "model",
 // SubjectKeys are the attribution keys the meter publishes spend for, each
 // alone ("team=payments"); Combinations adds combined subjects and every
 // agent run is "agent_run=<id>".
-func SubjectKeys() []string { return subjectKeys[:] }
+func SubjectKeys() []string { return slices.Clone(subjectKeys[:]) }
 
 // Validate names the bad field relative to the meter section.
 func (c Config) Validate() error {

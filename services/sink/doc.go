@@ -1,5 +1,6 @@
 // Package sink is `burnrate sink`: a Kafka consumer group that writes
-// usage.v1, gpu.v1, anomalies.v1 and verdicts.v1 into the ClickHouse raw
+// usage.v1, gpu.v1, anomalies.v1, verdicts.v1 and budget-events.v1 into the
+// ClickHouse raw
 // tables exactly once, across crashes, restarts and rebalances, on
 // ClickHouse 18.16, which has no insert deduplication tokens.
 //

@@ -37,6 +37,10 @@ type Policies struct {
 	Budgets []Budget
 	Loops   LoopRules
 	Version string // first 12 hex chars of the sha256 of the file
+
+	exact    map[string][]int // subject → indexes of its exact budgets (built by Parse)
+	wildcard []int            // indexes of wildcard budgets
+	indexed  bool
 }
 
 // Budget is one budget with its defaults applied.
@@ -167,7 +171,21 @@ func parse(b []byte, checkKeys func([]string) error) (Policies, []error) {
 		}
 	}
 	pol.Budgets = p.budgets(budgetsNode, p.defaults(defaultsNode))
+	pol.index()
 	return pol, p.errs
+}
+
+// index lets Find look a subject up instead of scanning every budget (the
+// killswitch calls it for every spend record).
+func (p *Policies) index() {
+	p.exact, p.wildcard, p.indexed = map[string][]int{}, nil, true
+	for i := range p.Budgets {
+		if b := &p.Budgets[i]; b.Wildcard {
+			p.wildcard = append(p.wildcard, i)
+		} else {
+			p.exact[b.Subject] = append(p.exact[b.Subject], i)
+		}
+	}
 }
 
 // parser collects every problem of one file.
@@ -670,6 +688,17 @@ func (b *Budget) Matches(subject string) bool {
 // first, then wildcards, each in file order.
 func (p *Policies) Find(subject string) []*Budget {
 	var out []*Budget
+	if p.indexed {
+		for _, i := range p.exact[subject] {
+			out = append(out, &p.Budgets[i])
+		}
+		for _, i := range p.wildcard {
+			if b := &p.Budgets[i]; b.Matches(subject) {
+				out = append(out, b)
+			}
+		}
+		return out
+	}
 	for i := range p.Budgets {
 		if b := &p.Budgets[i]; !b.Wildcard && b.Subject == subject {
 			out = append(out, b)
