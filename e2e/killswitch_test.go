@@ -26,6 +26,7 @@ import (
 type ksRig struct {
 	*sinkRig
 	ingressURL, adminURL string
+	metricsURL           string // the killswitch's
 	cfg                  string
 	killswitch           *serviceProc
 	client               *http.Client
@@ -48,6 +49,8 @@ func startKillswitchRig(t *testing.T) *ksRig {
 	mockPort, _ := localch.FreePort()
 	ingPort, _ := localch.FreePort()
 	adminPort, _ := localch.FreePort()
+	metricsPort, _ := localch.FreePort()
+	r.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
 	r.ingressURL, r.adminURL = fmt.Sprintf("http://127.0.0.1:%d", ingPort), fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	startProc(t, nil, "mock-upstream", "--listen", fmt.Sprintf("127.0.0.1:%d", mockPort))
 
@@ -103,7 +106,7 @@ killswitch:
   policies_file: %q
   admin_listen: "127.0.0.1:%d"
   flush_interval: 50ms
-  reconcile_interval: 0s
+  reconcile_interval: 2s
 `, strings.Join(r.kcfg.Brokers, ", "), r.kcfg.TopicPrefix, strings.Join(r.chcfg.Addr, ", "), r.chcfg.Database, prices,
 		ingPort, filepath.Join(dir, "spool"), keys.String(), mockPort, policies, adminPort))
 
@@ -142,7 +145,8 @@ killswitch:
 
 func (r *ksRig) startKillswitch(t *testing.T) *serviceProc {
 	t.Helper()
-	s := &serviceProc{t: t, cfg: r.cfg, p: startProc(t, []string{"BURNRATE_ADMIN_TOKEN=" + ksAdmin}, "killswitch", "--config", r.cfg), done: make(chan error, 1)}
+	envs := []string{"BURNRATE_ADMIN_TOKEN=" + ksAdmin, "BURNRATE_METRICS_LISTEN=" + strings.TrimSuffix(strings.TrimPrefix(r.metricsURL, "http://"), "/metrics")}
+	s := &serviceProc{t: t, cfg: r.cfg, p: startProc(t, envs, "killswitch", "--config", r.cfg), done: make(chan error, 1)}
 	go func() { s.done <- s.p.cmd.Wait() }()
 	return s
 }
@@ -397,6 +401,40 @@ func TestKillswitchEndToEnd(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 
+	// Reconciliation with ClickHouse finds no drift once everything landed.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		m := scrape(t, r.metricsURL)
+		if m[`burnrate_killswitch_reconciliations_total{result="ok"}`] > 0 && m[`burnrate_killswitch_reconcile_drift_nano_usd{budget="t01-daily"}`] == 0 &&
+			m[`burnrate_killswitch_reconcile_drift_nano_usd{budget="v05-daily"}`] == 0 {
+			if _, ok := m[`burnrate_killswitch_reconcile_drift_nano_usd{budget="t20-daily"}`]; ok {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no drift-free reconciliation in 30 s: %v", m)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	// The CLIs on the admin API.
+	cli := []string{"BURNRATE_ADMIN_URL=" + r.adminURL, "BURNRATE_ADMIN_TOKEN=" + ksAdmin}
+	if out, err := burnrate(t, cli, "budgets"); err != nil || !strings.Contains(out, "t07-daily") || !strings.Contains(out, "$5.00") {
+		t.Errorf("burnrate budgets: %v\n%s", err, out)
+	}
+	if out, err := burnrate(t, cli, "verdicts", "kill", "team=t03", "--ttl", "30m", "--reason", "e2e drill", "--actor", "e2e"); err != nil || !strings.Contains(out, "team=t03 block until") {
+		t.Errorf("burnrate verdicts kill: %v\n%s", err, out)
+	}
+	if out, err := burnrate(t, cli, "verdicts"); err != nil || !strings.Contains(out, "admin:e2e") || !strings.Contains(out, "e2e drill") {
+		t.Errorf("burnrate verdicts: %v\n%s", err, out)
+	}
+	if out, err := burnrate(t, cli, "verdicts", "lift", "team=t03", "--reason", "drill over"); err != nil || !strings.Contains(out, "team=t03 allow") {
+		t.Errorf("burnrate verdicts lift: %v\n%s", err, out)
+	}
+	if out, err := burnrate(t, []string{"BURNRATE_ADMIN_URL=" + r.adminURL, "BURNRATE_ADMIN_TOKEN=wrong"}, "budgets"); err == nil || !strings.Contains(out, "unauthorized") {
+		t.Errorf("wrong token: %v\n%s", err, out)
+	}
+
 	// A runaway agent: the same prompt 20 times a second. Its run is cut off
 	// after max_repeats (20); another run of the team keeps working.
 	var crossed, cut time.Time
@@ -487,6 +525,29 @@ func (r *ksRig) okCalls(t *testing.T, team string) (costs []int64, times []time.
 		costs, times = append(costs, c), append(times, time.Unix(int64(sec), int64(ns)))
 	}
 	return costs, times
+}
+
+// scrape reads a Prometheus text endpoint into series → value.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	resp, err := http.Get(url)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		if _, err := fmt.Sscan(line[i+1:], &v); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
 }
 
 func pct(sorted []time.Duration, p int) time.Duration {

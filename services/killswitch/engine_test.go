@@ -148,3 +148,101 @@ func TestExamplePoliciesParse(t *testing.T) {
 		t.Errorf("%d budgets, loops %+v", len(p.Budgets), p.Loops)
 	}
 }
+
+// testEngine is an engine on one spend partition with a frozen clock,
+// collecting what it would commit.
+type testEngine struct {
+	e      *engine
+	names  ktopics.Names
+	now    time.Time
+	alerts []alert.Alert
+}
+
+func newTestEngine(t *testing.T, yaml string, at time.Time) *testEngine {
+	t.Helper()
+	te := &testEngine{names: ktopics.WithPrefix("t."), now: at}
+	pol, err := policy.Parse([]byte(yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	te.e = newEngine(&cfg, te.names, zap.NewNop(), newMetrics(nil), "test", func() time.Time { return te.now }, func(a alert.Alert) { te.alerts = append(te.alerts, a) })
+	te.e.pol, te.e.nSpend = &pol, 1
+	te.e.Restore(kstage.TP{Topic: te.names.Spend()}, nil)
+	return te
+}
+
+func (te *testEngine) spend(subject string, nano int64) {
+	s := events.Spend{Schema: events.SchemaSpend, Subject: subject, WindowStart: te.now.Truncate(time.Minute),
+		WindowEnd: te.now.Truncate(time.Minute).Add(time.Minute), DeltaNanoUSD: nano, DeltaTokens: 1, Events: 1, ProducedAt: te.now}
+	te.e.Process(record(te.names.Spend(), subject, &s), te.now)
+}
+
+// flush commits and returns the verdicts and budget events written.
+func (te *testEngine) flush() (verdicts []events.Verdict, evs []events.BudgetEvent) {
+	for _, r := range te.e.Flush(te.now) {
+		switch r.Topic {
+		case te.names.Verdicts():
+			v, _ := events.DecodeVerdict(r.Value)
+			verdicts = append(verdicts, v)
+		case te.names.BudgetEvents():
+			e, _ := events.DecodeBudgetEvent(r.Value)
+			evs = append(evs, e)
+		}
+	}
+	te.e.Committed(true)
+	return verdicts, evs
+}
+
+func TestForecastAlertsOncePerPeriod(t *testing.T) {
+	at := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	te := newTestEngine(t, `budgets: [{name: f, subject: team=f, period: day, limit_usd: "100", thresholds: []}]`, at)
+	forecasts := 0
+	for i := 0; i < 90; i++ { // $0.05 a second for 90 s: $4.5 spent, $4,320 projected for the day
+		te.now = at.Add(time.Duration(i) * time.Second)
+		te.spend("team=f", 50_000_000)
+		_, evs := te.flush()
+		for _, e := range evs {
+			if e.Kind == events.BudgetForecast {
+				forecasts++
+				if e.ForecastNanoUSD <= 100e9 || e.SpentNanoUSD >= 100e9 {
+					t.Errorf("forecast event %+v", e)
+				}
+			}
+		}
+	}
+	if forecasts != 1 {
+		t.Errorf("%d forecast events, want 1", forecasts)
+	}
+	if len(te.alerts) != 1 || te.alerts[0].Kind != alert.KindForecast {
+		t.Errorf("alerts %+v", te.alerts)
+	}
+}
+
+func TestReloadRaisingTheLimitLiftsTheBlock(t *testing.T) {
+	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	te := newTestEngine(t, `budgets: [{name: r, subject: team=r, period: day, limit_usd: "5", lease_below_pct: 0, lease_horizon: 1ms}]`, at)
+	te.spend("team=r", 6e9)
+	vs, _ := te.flush()
+	if len(vs) != 1 || vs[0].Action != events.ActionBlock {
+		t.Fatalf("verdicts %+v, want one block", vs)
+	}
+	pol, err := policy.Parse([]byte(`budgets: [{name: r, subject: team=r, period: day, limit_usd: "50", lease_below_pct: 0, lease_horizon: 1ms}]`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	te.e.setPolicies(&pol)
+	te.now = te.now.Add(time.Second)
+	vs, _ = te.flush()
+	if len(vs) != 1 || vs[0].Action != events.ActionAllow {
+		t.Fatalf("after raising the limit: %+v, want one allow", vs)
+	}
+	// Alerts wait for the commit; an aborted transaction sends none.
+	te.spend("team=r", 50e9)
+	te.e.Flush(te.now)
+	n := len(te.alerts)
+	te.e.Committed(false)
+	if len(te.alerts) != n {
+		t.Error("alerts sent for an aborted transaction")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/burnrate/burnrate/e2e/harness"
 	"github.com/burnrate/burnrate/schemas/events"
 	"github.com/burnrate/burnrate/services/killswitch"
+	"github.com/burnrate/burnrate/services/killswitch/alert"
 	"github.com/burnrate/burnrate/services/meter"
 	"github.com/burnrate/burnrate/streams/kclient"
 	"github.com/burnrate/burnrate/streams/ktopics"
@@ -48,10 +50,11 @@ func decodeVerdict(b []byte) events.Verdict {
 }
 
 type fixture struct {
-	kcfg  kclient.Config
-	names ktopics.Names
-	cl    *kgo.Client
-	dir   string
+	kcfg    kclient.Config
+	names   ktopics.Names
+	cl      *kgo.Client
+	dir     string
+	webhook string // alerts go here when set
 
 	mu       sync.Mutex
 	verdicts []events.Verdict
@@ -116,6 +119,9 @@ func (f *fixture) start(t *testing.T, policies string, now func() time.Time, adm
 	cfg := killswitch.DefaultConfig()
 	cfg.PoliciesFile, cfg.SessionTimeout, cfg.AdminListen = policies, 6*time.Second, ""
 	cfg.ReconcileInterval, cfg.LeaseQuiet = 0, 200*time.Millisecond
+	if f.webhook != "" {
+		cfg.Alerts.Webhooks = []alert.Webhook{{Name: "test", URL: f.webhook, MinSeverity: "warning"}}
+	}
 	addr := make(chan string, 1)
 	if admin {
 		cfg.AdminListen = "127.0.0.1:0"
@@ -230,6 +236,16 @@ func action(a events.Action) func(events.Verdict) bool {
 // the block is lifted without a restart.
 func TestBudgetThresholdsLeaseBlockAndRollover(t *testing.T) {
 	f := setup(t)
+	var hooks sync.Map // alert kind → body
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a alert.Alert
+		b, _ := io.ReadAll(r.Body)
+		if json.Unmarshal(b, &a) == nil {
+			hooks.Store(a.Kind+fmt.Sprint(a.ThresholdPct), a)
+		}
+	}))
+	defer srv.Close()
+	f.webhook = srv.URL
 	start := hourOf(time.Now())
 	clk := newClock(start.Add(10 * time.Minute))
 	pol := f.policies(t, fmt.Sprintf(`
@@ -266,6 +282,26 @@ budgets:
 	f.waitEvent(t, "team=a", events.BudgetReset, 0)
 	if n := f.count(events.BudgetThreshold, "team=a"); n != 2 {
 		t.Errorf("%d threshold events, want 2 (50 and 80, once each)", n)
+	}
+	// The webhook got the warnings and the exhaustion (not the info reset).
+	for _, k := range []string{"threshold50", "threshold80", "exhausted0"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if v, ok := hooks.Load(k); ok {
+				if a := v.(alert.Alert); a.Subject != "team=a" || a.Budget != "a-hourly" || a.ID == "" {
+					t.Errorf("alert %+v", a)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("webhook never got the %s alert", k)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if _, ok := hooks.Load("period_reset0"); ok {
+		t.Error("an info alert passed min_severity warning")
 	}
 }
 

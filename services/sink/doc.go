@@ -1,8 +1,7 @@
 // Package sink is `burnrate sink`: a Kafka consumer group that writes
 // usage.v1, gpu.v1, anomalies.v1, verdicts.v1 and budget-events.v1 into the
-// ClickHouse raw
-// tables exactly once, across crashes, restarts and rebalances, on
-// ClickHouse 18.16, which has no insert deduplication tokens.
+// ClickHouse raw tables exactly once, across crashes, restarts and
+// rebalances, on ClickHouse 18.16, which has no insert deduplication tokens.
 //
 // # How exactly-once works
 //
