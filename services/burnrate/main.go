@@ -36,7 +36,7 @@ func commands() []command {
 		{name: "killswitch", summary: "budgets, leases and loop breaker → verdicts", run: runKillswitch},
 		{name: "budgets", summary: "budgets with spent, limit, burn rate and forecast (killswitch admin API)", run: runBudgets},
 		{name: "verdicts", summary: "active verdicts; verdicts kill|lift SUBJECT (killswitch admin API)", run: runVerdicts},
-		{name: "gpu-agent", summary: "DCGM / dcgm-exporter / NVML GPU telemetry and cost", pending: "the GPU agent issue"},
+		{name: "gpu-agent", summary: "DCGM / dcgm-exporter / NVML GPU telemetry and cost", run: runGPUAgent},
 		{name: "migrate", summary: "create or upgrade the ClickHouse schema (idempotent)", run: runMigrate},
 		{name: "topics", summary: "create or check the Kafka topics of the catalog (topics ensure|list)", run: runTopics},
 		{name: "dev", summary: "everything on one machine: embedded broker, local ClickHouse", run: runDev},

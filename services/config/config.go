@@ -27,6 +27,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/burnrate/burnrate/schemas/clickhouse"
+	"github.com/burnrate/burnrate/services/gpuagent"
 	"github.com/burnrate/burnrate/services/ingress"
 	"github.com/burnrate/burnrate/services/killswitch"
 	"github.com/burnrate/burnrate/services/meter"
@@ -45,7 +46,7 @@ type File struct {
 	Sink       sink.Config       `yaml:"sink"`
 	Meter      meter.Config      `yaml:"meter"`
 	Killswitch killswitch.Config `yaml:"killswitch"`
-	GPUAgent   GPUAgent          `yaml:"gpu_agent"`
+	GPUAgent   gpuagent.Config   `yaml:"gpu_agent"`
 }
 
 // Log configures zap.
@@ -115,7 +116,7 @@ func Default() File {
 		Sink:       sink.DefaultConfig(),
 		Meter:      meter.DefaultConfig(),
 		Killswitch: killswitch.DefaultConfig(),
-		GPUAgent:   GPUAgent{Source: "auto", ExporterURL: "http://127.0.0.1:9400/metrics", Interval: 10 * time.Second},
+		GPUAgent:   gpuagent.DefaultConfig(),
 	}
 }
 
