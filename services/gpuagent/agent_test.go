@@ -24,7 +24,7 @@ func (f *fixedSource) Read(context.Context) ([]Reading, error) {
 }
 func (f *fixedSource) Close() error { return nil }
 
-func testAgent(t *testing.T, cfg Config, rs ...Reading) *agent {
+func testAgent(t testing.TB, cfg Config, rs ...Reading) *agent {
 	t.Helper()
 	cat, err := prices.Load("")
 	if err != nil {
