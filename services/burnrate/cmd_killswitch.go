@@ -27,7 +27,7 @@ func runKillswitch(ctx context.Context, args []string, _, stderr io.Writer) erro
 	return runService(ctx, "killswitch", args, stderr, nil, func(ctx context.Context, f config.File, log *zap.Logger, reg *prometheus.Registry) error {
 		ch := f.ClickHouse
 		return killswitch.Run(ctx, f.Killswitch, killswitch.Deps{Kafka: f.Kafka, ClickHouse: &ch, Log: log, Registerer: reg,
-			Now: time.Now, Getenv: os.Getenv, SubjectKeys: meter.SubjectKeys(), Combinations: f.Meter.Combinations})
+			Now: time.Now, Getenv: os.Getenv, SubjectKeys: meter.SubjectKeys(), Combinations: f.Meter.Combinations, TagKeys: f.Meter.TagKeys})
 	})
 }
 

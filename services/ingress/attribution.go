@@ -99,5 +99,10 @@ func subjectsOf(a *events.Attribution, model string) []string {
 	if a.Team != "" && model != "" {
 		s = append(s, "team="+a.Team+",model="+model)
 	}
+	for k, v := range a.Tags { // budgets on tags (meter.tag_keys)
+		if v != "" {
+			s = append(s, "tag."+k+"="+v)
+		}
+	}
 	return s
 }

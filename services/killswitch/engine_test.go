@@ -72,6 +72,9 @@ func TestSubjectFilter(t *testing.T) {
 	if !ok || where != "team = ? AND if(served_model != '', served_model, requested_model) = ?" || fmt.Sprint(args) != "[a gpt-4o]" {
 		t.Errorf("%q %v %v", where, args, ok)
 	}
+	if where, args, ok := subjectFilter("tag.region=eu"); !ok || where != "tag_values[indexOf(tag_keys, ?)] = ?" || fmt.Sprint(args) != "[region eu]" {
+		t.Errorf("tag: %q %v %v", where, args, ok)
+	}
 	if _, _, ok := subjectFilter("gpu=x"); ok {
 		t.Error("unknown key accepted")
 	}

@@ -36,6 +36,7 @@ type Deps struct {
 	// anything else would never see spend, so they are refused.
 	SubjectKeys  []string
 	Combinations [][]string
+	TagKeys      []string // meter.tag_keys: "tag.<key>" subjects
 	// OnAdminListen, if set, receives the admin API's bound address.
 	OnAdminListen func(addr string)
 }
@@ -57,7 +58,11 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 	log := d.Log
 	names := ktopics.WithPrefix(d.Kafka.TopicPrefix)
 	m := newMetrics(d.Registerer)
-	check := keyChecker(d.SubjectKeys, d.Combinations)
+	single := slices.Clone(d.SubjectKeys)
+	for _, k := range d.TagKeys {
+		single = append(single, "tag."+k)
+	}
+	check := keyChecker(single, d.Combinations)
 	pol := &policy.Policies{}
 	if cfg.PoliciesFile != "" {
 		p, err := policy.Load(cfg.PoliciesFile, check)

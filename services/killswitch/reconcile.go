@@ -23,6 +23,11 @@ func subjectFilter(subject string) (string, []any, bool) {
 	var args []any
 	for _, kv := range strings.Split(subject, ",") {
 		k, v, _ := strings.Cut(kv, "=")
+		if tag, ok := strings.CutPrefix(k, "tag."); ok {
+			conds = append(conds, "tag_values[indexOf(tag_keys, ?)] = ?")
+			args = append(args, tag, v)
+			continue
+		}
 		col, ok := subjectColumns[k]
 		if !ok {
 			return "", nil, false

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -27,6 +28,9 @@ type Config struct {
 	// Combinations are extra budget subjects made of several attribution
 	// keys, e.g. [team, model] gives "team=payments,model=gpt-4o".
 	Combinations [][]string `yaml:"combinations"`
+	// TagKeys are attribution tags that are budget subjects too:
+	// [region] gives "tag.region=eu-west-1" for calls with that tag.
+	TagKeys []string `yaml:"tag_keys"`
 	// GPUSpend counts GPU cost (gpu.v1) toward the team= and app= subjects.
 	GPUSpend bool `yaml:"gpu_spend"`
 	// RunIdleTTL forgets an agent run this long (event time) after its last
@@ -111,6 +115,11 @@ func (c Config) Validate() error {
 	}
 	if c.AllowedLateness < 0 {
 		add("allowed_lateness: %s must not be negative", c.AllowedLateness)
+	}
+	for i, k := range c.TagKeys {
+		if k == "" || strings.ContainsAny(k, ",=") {
+			add("tag_keys[%d]: %q must be a non-empty tag key without ',' or '='", i, k)
+		}
 	}
 	for i, combo := range c.Combinations {
 		if len(combo) < 2 {

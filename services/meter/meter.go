@@ -161,7 +161,7 @@ func (h *spendHandler) Process(r *kgo.Record, _ time.Time) {
 			h.m.invalid.WithLabelValues("usage").Inc()
 			return
 		}
-		h.subj = h.cache.subjects(h.subj[:0], &h.u, h.cfg.Combinations)
+		h.subj = h.cache.subjects(h.subj[:0], &h.u, h.cfg.Combinations, h.cfg.TagKeys)
 		late = p.addUsage(&h.u, r.Offset, h.cfg, h.subj)
 	}
 	if late {

@@ -19,8 +19,9 @@ func TestUsageSubjectsCoverEveryKeyCombinationAndRun(t *testing.T) {
 	u := events.Usage{ServedModel: "gpt-4o", RequestedModel: "fast", Attribution: events.Attribution{
 		Team: "payments", App: "checkout", User: "u1", VirtualKeyID: "vk_1", Env: "prod", AgentRunID: "run,7",
 	}}
-	got := usageSubjects(nil, &u, [][]string{{"team", "model"}, {"team", "customer"}})
-	want := []string{"key=vk_1", "team=payments", "app=checkout", "user=u1", "model=gpt-4o", "env=prod", "team=payments,model=gpt-4o", "agent_run=run_7"}
+	u.Attribution.Tags = events.Tags{"region": "eu-west-1", "tier": "gold"}
+	got := usageSubjects(nil, &u, [][]string{{"team", "model"}, {"team", "customer"}}, []string{"region", "cost-center"})
+	want := []string{"key=vk_1", "team=payments", "app=checkout", "user=u1", "model=gpt-4o", "env=prod", "tag.region=eu-west-1", "team=payments,model=gpt-4o", "agent_run=run_7"}
 	if !slices.Equal(got, want) {
 		t.Errorf("subjects\n got %v\nwant %v", got, want)
 	}
@@ -70,7 +71,7 @@ func TestSpendDeltasSumExactlyAndLateEventsStillCount(t *testing.T) {
 	add := func(at time.Time, cost int64) bool {
 		u := events.Usage{OccurredAt: at, ServedModel: "m", Attribution: events.Attribution{Team: "a"}, Cost: events.Cost{TotalNanoUSD: cost},
 			Tokens: events.Tokens{Input: 3, Output: 2}, Status: events.StatusOK}
-		subj = cache.subjects(subj[:0], &u, cfg.Combinations)
+		subj = cache.subjects(subj[:0], &u, cfg.Combinations, nil)
 		return p.addUsage(&u, 1, &cfg, subj)
 	}
 	add(t0, 5)
@@ -123,7 +124,7 @@ func replay(t *testing.T, cfg Config, gen func(i int) events.Usage, n int) []eve
 	}
 	for i := 0; i < n; i++ {
 		u := gen(i)
-		subj = cache.subjects(subj[:0], &u, cfg.Combinations)
+		subj = cache.subjects(subj[:0], &u, cfg.Combinations, nil)
 		spend[hash(u.Attribution.VirtualKeyID, len(spend))].addUsage(&u, int64(i), &cfg, subj)
 		if i%50 == 49 {
 			flush()
@@ -241,7 +242,7 @@ func TestDetectorStateSurvivesARestart(t *testing.T) {
 	)
 	for i := 0; i < n; i++ {
 		u := gen(i)
-		subj = cache.subjects(subj[:0], &u, cfg.Combinations)
+		subj = cache.subjects(subj[:0], &u, cfg.Combinations, nil)
 		p.addUsage(&u, int64(i), &cfg, subj)
 		if i%100 == 99 || i == n-1 {
 			for _, s := range p.flush("usage.v1", 0, start) {

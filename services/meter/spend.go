@@ -59,6 +59,10 @@ func newSpendPartition() *spendPartition {
 
 func windowOf(t time.Time) int64 { return t.Truncate(Window).Unix() }
 
+// TagSubjectKey is the subject key of attribution tag k: "tag.region" in
+// "tag.region=eu-west-1".
+func TagSubjectKey(k string) string { return "tag." + k }
+
 // subjectValue makes an attribution value safe inside "k=v,k=v".
 func subjectValue(v string) string {
 	if !strings.ContainsAny(v, ",=") {
@@ -94,9 +98,9 @@ func usageValue(u *events.Usage, key string) string {
 
 // usageSubjects returns the names of every budget subject a usage event
 // counts toward (what subjectCache.subjects and the run subject give).
-func usageSubjects(dst []string, u *events.Usage, combos [][]string) []string {
+func usageSubjects(dst []string, u *events.Usage, combos [][]string, tagKeys []string) []string {
 	var c subjectCache
-	for _, s := range c.subjects(nil, u, combos) {
+	for _, s := range c.subjects(nil, u, combos, tagKeys) {
 		dst = append(dst, s.name)
 	}
 	if id := u.Attribution.AgentRunID; id != "" {
@@ -160,11 +164,16 @@ func (c *subjectCache) one(k, v string) *subject {
 // subjects appends every subject a usage event counts toward: each
 // attribution key that is set and the configured combinations whose keys
 // are all set. The agent run's subject lives with the run.
-func (c *subjectCache) subjects(dst []*subject, u *events.Usage, combos [][]string) []*subject {
+func (c *subjectCache) subjects(dst []*subject, u *events.Usage, combos [][]string, tagKeys []string) []*subject {
 	c.reset()
 	for i, k := range subjectKeys {
 		if v := usageValue(u, k); v != "" {
 			dst = append(dst, c.oneOf(i, v))
+		}
+	}
+	for _, k := range tagKeys {
+		if v := u.Attribution.Tags[k]; v != "" {
+			dst = append(dst, c.one(TagSubjectKey(k), v))
 		}
 	}
 	buf := c.buf
