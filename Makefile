@@ -14,12 +14,14 @@ build:
 	CGO_ENABLED=1 $(GO) build -o $(BIN) ./services/burnrate
 
 # deps installs the system packages the demo and the tests run: Debian's
-# clickhouse-server and Maven (the harness resolves Kafka's jars with it).
+# clickhouse-server, Maven (the harness resolves Kafka's jars with it) and
+# prometheus (for promtool, which checks and unit-tests the alert rules).
 deps:
 	@missing=""; \
 	command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || missing="$$missing clickhouse-server clickhouse-client"; \
 	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
 	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -115,7 +115,7 @@ killswitch:
 	r.killswitch = r.startKillswitch(t)
 	startProc(t, []string{"E2E_UPSTREAM_KEY=sk-mock"}, "ingress", "--config", r.cfg)
 	waitHTTP(t, r.ingressURL+"/healthz")
-	r.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, MaxConnsPerHost: 200}, Timeout: 30 * time.Second}
+	r.client = defaultClient()
 	t.Cleanup(r.client.CloseIdleConnections)
 	// Every team's budget is leased before its first call.
 	deadline := time.Now().Add(60 * time.Second)
@@ -141,6 +141,10 @@ killswitch:
 	}
 	time.Sleep(time.Second) // the ingress reads the leases from verdicts.v1
 	return r
+}
+
+func defaultClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200, MaxConnsPerHost: 200}, Timeout: 30 * time.Second}
 }
 
 func (r *ksRig) startKillswitch(t *testing.T) *serviceProc {
@@ -181,9 +185,14 @@ func (r *ksRig) admin(method, path string, body, out any) error {
 // call makes one chat completion as team (and agent run, when set) and
 // returns the status code.
 func (r *ksRig) call(team, run, prompt string) int {
-	body := fmt.Sprintf(`{"model":"e2e-cent","max_tokens":64,"messages":[{"role":"user","content":%q}]}`, prompt)
+	return r.callAs(ksToken(team), "e2e-cent", run, prompt)
+}
+
+// callAs makes one chat completion with a bearer token and model.
+func (r *ksRig) callAs(token, model, run, prompt string) int {
+	body := fmt.Sprintf(`{"model":%q,"max_tokens":64,"messages":[{"role":"user","content":%q}]}`, model, prompt)
 	req, _ := http.NewRequest("POST", r.ingressURL+"/v1/chat/completions", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+ksToken(team))
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	if run != "" {
 		req.Header.Set("X-Burnrate-Agent-Run", run)

@@ -350,6 +350,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		idleCost: prometheus.NewCounter(prometheus.CounterOpts{Name: "burnrate_gpuagent_idle_cost_nano_usd_total",
 			Help: "The idle part of the GPU cost sampled, nano-USD."}),
 	}
+	for _, s := range []events.GPUSource{events.GPUSourceDCGM, events.GPUSourceDCGMExporter, events.GPUSourceNVML} {
+		m.samples.WithLabelValues(string(s)) // at 0 from the start, for rate() and alerts
+		m.up.WithLabelValues(string(s))
+	}
 	if reg != nil {
 		reg.MustRegister(m.samples, m.up, m.readErrors, m.produceErrors, m.cost, m.idleCost)
 	}

@@ -72,6 +72,10 @@ func newMetrics(reg prometheus.Registerer) *Metrics {
 			e.byStatus[st] = m.requests.WithLabelValues(ep.name, string(st))
 		}
 		m.perEP[ep.name] = e
+		m.fallbacks.WithLabelValues(ep.name) // at 0 from the start, for rate() and alerts
+		for _, typ := range []string{"invalid_api_key", "invalid_request_error", "context_length_exceeded", "request_too_large", "model_not_found", "model_not_allowed", "spool_full"} {
+			m.rejected.WithLabelValues(ep.name, typ)
+		}
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.tokens, m.cost, m.blocked, m.rejected, m.fallbacks, m.added, m.upstream, m.emitErrors, m.collected, m.collectDupes)

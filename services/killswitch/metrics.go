@@ -61,6 +61,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "burnrate_killswitch_policy_loads_total", Help: "Policy file loads, by result (ok, error: the previous policies stay).",
 		}, []string{"result"}),
 	}
+	for _, r := range []string{"ok", "error"} {
+		m.reconcile.WithLabelValues(r)
+		m.policies.WithLabelValues(r)
+	}
+	for _, a := range []string{"block", "lease", "allow", "downgrade", "throttle"} {
+		m.verdicts.WithLabelValues(a, "budget")
+	}
+	m.verdicts.WithLabelValues("block", "loop")
 	if reg != nil {
 		reg.MustRegister(m.invalid, m.lateSpend, m.verdicts, m.events, m.decision, m.budgets, m.live, m.active, m.drift, m.reconcile, m.policies)
 	}

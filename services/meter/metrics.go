@@ -39,6 +39,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "burnrate_meter_open_windows", Help: "Subject windows open in the anomaly stage.",
 		}),
 	}
+	// Series with a fixed set of labels start at 0, for rate() and alerts.
+	for _, st := range []string{"spend", "anomalies"} {
+		m.late.WithLabelValues(st)
+	}
+	for _, in := range []string{"usage", "gpu", "spend"} {
+		m.invalid.WithLabelValues(in)
+	}
+	for _, metric := range []string{MetricCost, MetricTokens, MetricAvgInput, MetricErrorRate, MetricGPUIdle} {
+		m.anomalies.WithLabelValues(metric)
+	}
 	if reg != nil {
 		reg.MustRegister(m.late, m.invalid, m.anomalies, m.runs, m.watermarkLag, m.openWindows)
 	}

@@ -58,6 +58,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "burnrate_sink_assigned_partitions", Help: "Partitions this replica owns.",
 		}),
 	}
+	// Series with a fixed set of labels start at 0, so rate() and alert
+	// rules see them before the first event.
+	for _, why := range []string{"duplicate", "tombstone"} {
+		m.skipped.WithLabelValues(why)
+	}
+	for _, op := range []string{"insert", "progress", "dead_letter"} {
+		m.retries.WithLabelValues(op)
+	}
+	for _, t := range tables {
+		m.deadLetters.WithLabelValues(t.topic)
+		m.rows.WithLabelValues(t.name)
+	}
 	if reg != nil {
 		reg.MustRegister(m.rows, m.batches, m.batchRows, m.insertTime, m.retries, m.deadLetters, m.skipped, m.lag, m.pendingRows, m.paused, m.owned)
 	}

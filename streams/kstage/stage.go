@@ -154,6 +154,9 @@ func Open(cfg Config, h Handler) (*Stage, error) {
 		cfg.Metrics = NewMetrics(nil, "unregistered", cfg.Changelog)
 	}
 	s := &Stage{cfg: cfg, h: h, assigned: map[TP]bool{}}
+	for _, c := range []*prometheus.CounterVec{cfg.Metrics.Events, cfg.Metrics.Commits, cfg.Metrics.Aborts, cfg.Metrics.Restores} {
+		c.WithLabelValues(cfg.Name) // at 0 from the start, for rate() and alerts
+	}
 	id := make([]byte, 6)
 	rand.Read(id)
 	host, _ := os.Hostname()
