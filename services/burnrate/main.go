@@ -44,7 +44,7 @@ func commands() []command {
 		{name: "prices", summary: "price catalog tools (list, quote, import, load)", run: runPrices},
 		{name: "loadgen", summary: "open-loop HTTP load generator", run: runLoadgen},
 		{name: "mock-upstream", summary: "mock OpenAI/Anthropic upstream for demos and benchmarks", run: runMockUpstream},
-		{name: "report", summary: "chargeback and showback from ClickHouse", pending: "the demo and reports issue"},
+		{name: "report", summary: "chargeback and showback from ClickHouse (report --by team,app --last 30d --format csv)", run: runReport},
 		{name: "version", summary: "print the version", run: func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			fmt.Fprintf(stdout, "burnrate %s\n", Version)
 			return nil
