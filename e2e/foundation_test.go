@@ -113,7 +113,7 @@ func TestDevStartsAndStopsCleanly(t *testing.T) {
 	dataDir := t.TempDir()
 	start := func() {
 		t.Helper()
-		cmd := exec.Command(bin, "dev", "--data-dir", dataDir,
+		cmd := exec.Command(bin, "dev", "--data-dir", dataDir, "--demo=false",
 			"--kafka-port", strconv.Itoa(kport), "--clickhouse-port", strconv.Itoa(chport), "--clickhouse-http-port", strconv.Itoa(chhttp))
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {

@@ -19,6 +19,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	chHTTPPort := fs.Int("clickhouse-http-port", 8123, "local ClickHouse HTTP port on 127.0.0.1")
 	kafkaBrokers := fs.String("kafka-brokers", "", "use this Kafka (comma-separated host:port) instead of the embedded broker")
 	chAddr := fs.String("clickhouse-addr", "", "use this ClickHouse (host:port, native) instead of starting one")
+	demo := fs.Bool("demo", true, "run every service, a mock upstream, fixture GPUs and simulated traffic (false: only the broker and ClickHouse)")
+	ingressPort := fs.Int("ingress-port", 8080, "demo gateway port on 127.0.0.1")
+	adminPort := fs.Int("admin-port", 8081, "demo killswitch admin API port on 127.0.0.1")
+	statusAddr := fs.String("status-addr", "", "serve the live summary as JSON here (e.g. 127.0.0.1:8090)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,6 +42,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ClickHouseHTTPPort: *chHTTPPort,
 		Kafka:              f.Kafka,
 		ClickHouse:         f.ClickHouse,
+		Demo:               *demo,
+		IngressPort:        *ingressPort,
+		AdminPort:          *adminPort,
+		StatusAddr:         *statusAddr,
 	}
 	if *kafkaBrokers != "" {
 		cfg.ExternalKafka = true

@@ -1,8 +1,11 @@
 // Package dev runs Burnrate on one machine with embedded defaults: an
 // embedded Kafka-protocol broker (franz-go's kfake, persisted in the data
 // dir) and a local ClickHouse server from Debian's package, migrated and
-// with every topic created. Later issues add the services, a mock upstream
-// and a traffic simulator on top.
+// with every topic created; on top, in this process, every service, a mock
+// upstream, a fixture dcgm-exporter with 8 GPUs and a traffic simulator
+// (steady teams and customers, a team that breaches its budget, a
+// well-behaved agent and a runaway one), with a live summary on the
+// terminal and as JSON (--status-addr).
 //
 // dev is for laptops and demos; it must never be the way production runs.
 package dev
@@ -14,6 +17,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -43,6 +47,14 @@ type Config struct {
 	// ExternalKafka and ExternalClickHouse skip the embedded servers.
 	ExternalKafka      bool
 	ExternalClickHouse bool
+	// Demo runs every service, a mock upstream, a fixture GPU exporter and
+	// a traffic simulator on top.
+	Demo bool
+	// IngressPort and AdminPort are the gateway's and the killswitch admin
+	// API's loopback ports.
+	IngressPort, AdminPort int
+	// StatusAddr serves the live summary as JSON; empty: not served.
+	StatusAddr string
 }
 
 // Validate names the bad field.
@@ -149,10 +161,61 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	fmt.Fprintf(deps.Out, "  clickhouse   native %v, database %s (schema version %d)\n", chcfg.Addr, chcfg.Database, res.Current)
 	fmt.Fprintf(deps.Out, "\ntopics:\n%s\n", indent(rep.String()))
 	fmt.Fprintf(deps.Out, "try:  clickhouse-client --port %s -q 'SHOW TABLES FROM %s'\n\n", portOf(chcfg.Addr[0]), chcfg.Database)
+	if !cfg.Demo {
+		<-ctx.Done()
+		log.Info("stopping")
+		return nil
+	}
 
+	sctx, stopServices := context.WithCancel(ctx)
+	defer stopServices()
+	endpoints, token, wait, err := runDemo(sctx, cfg, kcfg, chcfg, log)
+	if err != nil {
+		stopServices()
+		wait()
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return err
+	}
+	status := &reporter{}
+	if cfg.StatusAddr != "" {
+		addr, err := status.serve(sctx, cfg.StatusAddr)
+		if err != nil {
+			stopServices()
+			wait()
+			return err
+		}
+		endpoints["status (JSON)"] = addr
+	}
+	fmt.Fprintf(deps.Out, "demo: every service, a mock upstream, 8 fixture GPUs and simulated traffic\n")
+	for _, k := range sortedKeys(endpoints) {
+		fmt.Fprintf(deps.Out, "  %-32s %s\n", k, endpoints[k])
+	}
+	fmt.Fprintf(deps.Out, "  admin token                      %s  (burnrate budgets --admin %s --token ...)\n", token, endpoints["killswitch admin API"])
+	fmt.Fprintf(deps.Out, "  try: curl -s %s/chat/completions -H 'Authorization: Bearer demo-payments' -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n\n",
+		endpoints["gateway (OpenAI/Anthropic API)"])
+	go status.run(sctx, conn, chcfg.Database, endpoints, deps.Out, 10*time.Second)
 	<-ctx.Done()
 	log.Info("stopping")
+	stopServices()
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(8 * time.Second):
+		log.Warn("services did not stop in 8 s; stopping the servers anyway")
+	}
 	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func indent(s string) string {
