@@ -137,9 +137,15 @@ gpu_agent:
 			t.Errorf("%s: %.4f GPU-hours, cost %d, idle %d, apps %q; want %.4f GPU-hours, cost %d, idle %d, app %q",
 				team, float64(ms)/3.6e6, cost, idle, apps, float64(wantMS)/3.6e6, wantCost, wantIdle, tw.app)
 		}
-		// The hourly rollup agrees with the raw samples.
+		// The hourly rollup agrees with the raw samples (an INSERT writes
+		// its views after the raw part: wait for it).
 		var rollCost, rollIdle int64
-		r.query(t, fmt.Sprintf("SELECT toInt64(sum(cost_nano_usd)), toInt64(sum(idle_cost_nano_usd)) FROM %s.gpu_hour WHERE team = '%s'", r.chcfg.Database, team), &rollCost, &rollIdle)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			r.query(t, fmt.Sprintf("SELECT toInt64(sum(cost_nano_usd)), toInt64(sum(idle_cost_nano_usd)) FROM %s.gpu_hour WHERE team = '%s'", r.chcfg.Database, team), &rollCost, &rollIdle)
+			if rollCost == wantCost && rollIdle == wantIdle || time.Now().After(deadline) {
+				break
+			}
+		}
 		if rollCost != wantCost || rollIdle != wantIdle {
 			t.Errorf("%s: gpu_hour cost %d idle %d, want %d and %d", team, rollCost, rollIdle, wantCost, wantIdle)
 		}

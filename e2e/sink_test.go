@@ -202,6 +202,14 @@ func TestSinkExactlyOnceThroughKillsAndRebalances(t *testing.T) {
 	for _, rollup := range []struct{ table, bucket string }{
 		{"usage_minute", "toStartOfMinute"}, {"usage_hour", "toStartOfHour"}, {"usage_day", "toStartOfDay"},
 	} {
+		// An INSERT writes its views after the raw part: wait for the last.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			var requests uint64
+			r.query(t, "SELECT toUInt64(sum(requests)) FROM {db}."+rollup.table, &requests)
+			if requests >= uint64(n) || time.Now().After(deadline) {
+				break
+			}
+		}
 		var fromRollup, fromRaw [2]uint64
 		dims := "bucket, org, team, app, env, provider, model, user, customer, feature, virtual_key_id"
 		sums := "sum(requests) AS r, sum(errors) AS e, sum(blocked) AS b, sum(estimated) AS es, sum(input_tokens) AS i, sum(cached_input_tokens) AS ci, sum(cache_write_5m_tokens) AS w5, sum(cache_write_1h_tokens) AS w1, sum(output_tokens) AS o, sum(reasoning_tokens) AS rt, sum(cost_nano_usd) AS c"

@@ -184,7 +184,11 @@ func TestSinkWritesEveryTopicAndDeadLettersTheRest(t *testing.T) {
 	// The rollup part is written right after the raw part of each INSERT.
 	f.waitCount(t, "SELECT toUInt64(sum(requests)) FROM {db}.usage_minute", 1000, 10*time.Second)
 
-	f.waitCount(t, "SELECT toUInt64(sum(samples)) FROM {db}.gpu_day", 600, 10*time.Second)
+	// An INSERT writes the views one after another (gpu_minute, created
+	// last, comes last): wait for each before comparing.
+	for _, rollup := range []string{"gpu_hour", "gpu_day", "gpu_minute"} {
+		f.waitCount(t, "SELECT toUInt64(sum(samples)) FROM {db}."+rollup, 600, 10*time.Second)
+	}
 	for _, r := range []struct{ table, bucket string }{{"gpu_minute", "toStartOfMinute"}, {"gpu_hour", "toStartOfHour"}, {"gpu_day", "toStartOfDay"}} {
 		f.sameAggregates(t, r.table,
 			"SELECT bucket, team, app, namespace, node, gpu_model, sum(samples), sum(gpu_ms), sum(util_ms), sum(idle_ms), sum(cost_nano_usd), sum(idle_cost_nano_usd) FROM {db}."+r.table+
