@@ -167,7 +167,7 @@ func (r *sinkRig) runQuery(t *testing.T, q dashQuery, values map[string][]string
 		t.Errorf("%s: a time series must return time first and a value, got columns %v", q.where, cols)
 	}
 	for _, c := range q.wantCols {
-		if !contains(cols, c) {
+		if !slices.Contains(cols, c) {
 			t.Errorf("%s: no column %q in %v", q.where, c, cols)
 		}
 	}
@@ -397,8 +397,6 @@ func panelsOf(d map[string]any) []map[string]any {
 	walk(ps)
 	return out
 }
-
-func contains(ss []string, s string) bool { return slices.Contains(ss, s) }
 
 func newScanDest(t reflect.Type) any { return reflect.New(t).Interface() }
 

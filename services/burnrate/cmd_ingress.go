@@ -34,7 +34,7 @@ func runIngress(ctx context.Context, args []string, _, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return ingress.Run(ctx, f.Ingress, ingress.Deps{Kafka: f.Kafka, Pricer: pricer, Log: log, Registerer: reg, Now: time.Now, Getenv: os.Getenv})
+		return ingress.Run(ctx, f.Ingress, ingress.Deps{Kafka: f.Kafka, Pricer: pricer, Log: log, Registerer: reg, Now: time.Now, Getenv: os.Getenv, TagKeys: f.Meter.TagKeys})
 	})
 }
 

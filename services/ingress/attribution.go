@@ -82,7 +82,9 @@ func parseTags(s string) (map[string]string, error) {
 
 // subjectsOf lists every budget subject of a call, as the kill-switch names
 // them.
-func subjectsOf(a *events.Attribution, model string) []string {
+// tagKeys are the tags budgets can be set on (meter.tag_keys): only those
+// become "tag.<key>=" subjects, so other tags cost the call nothing.
+func subjectsOf(a *events.Attribution, model string, tagKeys []string) []string {
 	s := make([]string, 0, 8)
 	add := func(k, v string) {
 		if v != "" {
@@ -99,8 +101,8 @@ func subjectsOf(a *events.Attribution, model string) []string {
 	if a.Team != "" && model != "" {
 		s = append(s, "team="+a.Team+",model="+model)
 	}
-	for k, v := range a.Tags { // budgets on tags (meter.tag_keys)
-		if v != "" {
+	for _, k := range tagKeys {
+		if v := a.Tags[k]; v != "" {
 			s = append(s, "tag."+k+"="+v)
 		}
 	}

@@ -260,7 +260,7 @@ func (g *Gateway) check(w http.ResponseWriter, r *http.Request) {
 	if !g.ready() && !g.cfg.FailOpen {
 		resp = map[string]any{"decision": "deny", "reason": "verdict cache not ready"}
 	} else {
-		d := g.verdicts.Check(subjectsOf(&a, req.Model), 0)
+		d := g.verdicts.Check(subjectsOf(&a, req.Model, g.tagKeys), 0)
 		if d.HasReservation() {
 			g.verdicts.Reconcile(d.Reservation, 0)
 		}

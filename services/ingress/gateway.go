@@ -39,6 +39,7 @@ type Pricer interface {
 // Gateway is the HTTP handler of the ingress.
 type Gateway struct {
 	cfg      Config
+	tagKeys  []string // tags budgets are set on: "tag.<key>=" subjects
 	keys     *keyring
 	routes   *routeTable
 	verdicts Verdicts
@@ -70,6 +71,8 @@ type GatewayDeps struct {
 	Accepting func() bool
 	// Transport reaches the upstreams; nil builds a pooled one.
 	Transport http.RoundTripper
+	// TagKeys are the attribution tags budgets are set on (meter.tag_keys).
+	TagKeys []string
 }
 
 // NewGateway validates cfg and builds the handler.
@@ -92,7 +95,7 @@ func NewGateway(cfg Config, d GatewayDeps) (*Gateway, error) {
 			ForceAttemptHTTP2:     true,
 		}
 	}
-	g := &Gateway{cfg: cfg, keys: newKeyring(cfg.Keys), routes: routes, verdicts: d.Verdicts, emitter: d.Emitter,
+	g := &Gateway{tagKeys: d.TagKeys, cfg: cfg, keys: newKeyring(cfg.Keys), routes: routes, verdicts: d.Verdicts, emitter: d.Emitter,
 		pricer: d.Pricer, client: &http.Client{Transport: tr}, log: d.Log, now: d.Now, metrics: d.Metrics, ready: d.Ready, accept: d.Accepting,
 		seen: newIDSet(200_000)}
 	if g.metrics == nil {
@@ -224,7 +227,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, ep endpoint) {
 	}
 	// Enforcement: every subject of the call, against the in-memory cache.
 	c.route = route // blocked calls are reported under the route they asked for
-	c.subjects = subjectsOf(&c.attr, c.requested)
+	c.subjects = subjectsOf(&c.attr, c.requested, g.tagKeys)
 	worst := g.worstCase(route, prompt, outCap)
 	if !g.ready() && !g.cfg.FailOpen {
 		g.block(w, c, "cache_not_ready", "verdict cache not ready", nil)

@@ -38,6 +38,8 @@ type Deps struct {
 	Getenv     func(string) string
 	// OnListen, if set, receives the bound address (tests, dev).
 	OnListen func(addr string)
+	// TagKeys are the attribution tags budgets are set on (meter.tag_keys).
+	TagKeys []string
 }
 
 // Run serves the gateway until ctx ends, then drains: it stops accepting,
@@ -73,7 +75,7 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 	}
 
 	gw, err := NewGateway(cfg, GatewayDeps{Verdicts: cache, Emitter: emitter, Pricer: d.Pricer, Log: d.Log, Now: d.Now,
-		Metrics: NewMetrics(d.Registerer), Getenv: d.Getenv, Ready: consumer.Ready, Accepting: emitter.Accepting})
+		Metrics: NewMetrics(d.Registerer), Getenv: d.Getenv, Ready: consumer.Ready, Accepting: emitter.Accepting, TagKeys: d.TagKeys})
 	if err != nil {
 		producer.Close()
 		return err

@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,4 +120,14 @@ func TestCheckAPI(t *testing.T) {
 	f(`{"model":"gpt-4o","attribution":{"customer":"globex"}}`, `"decision":"deny"`)
 	f(`{"model":"gpt-4o","attribution":{"customer":"initech"}}`, `"decision":"allow"`)
 	f(`{not json`, `invalid_request_error`)
+}
+
+// TestTagSubjectsOnlyForBudgetedTags: a call's tags are budget subjects
+// only for meter.tag_keys, so other tags add nothing to the check.
+func TestTagSubjectsOnlyForBudgetedTags(t *testing.T) {
+	a := events.Attribution{Team: "t", Tags: events.Tags{"region": "eu", "tier": "gold"}}
+	got := subjectsOf(&a, "m", []string{"region", "cost-center"})
+	if !slices.Contains(got, "tag.region=eu") || slices.Contains(got, "tag.tier=gold") || len(got) != 4 {
+		t.Errorf("subjects %v, want team, model, team×model and tag.region only", got)
+	}
 }

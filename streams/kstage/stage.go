@@ -80,8 +80,8 @@ type Metrics struct {
 }
 
 // NewMetrics makes the series under namespace (e.g. "burnrate_meter") and
-// registers them on reg when it is not nil. what says what the changelog is
-// called in help texts.
+// registers them on reg when it is not nil; changelog names the state topic
+// in the help texts.
 func NewMetrics(reg prometheus.Registerer, namespace, changelog string) *Metrics {
 	m := &Metrics{
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
